@@ -1,0 +1,237 @@
+"""AlexNet as a pure Flax module: Caffe's BVLC AlexNet (the paper's network) and torchvision's.
+
+The network is a chain of named blocks, one per layer of the paper (conv1..conv5, fc6..fc8). A block
+is the layer plus what follows it up to the next layer (ReLU, LRN, pooling, dropout), so
+``apply(..., stop="conv2")`` returns exactly what conv3 consumes and ``apply(..., start="conv3")``
+continues from it: that is what frozen-trunk caching and layer-wise fine-tuning need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+VARIANTS = ("caffe", "torchvision")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    lrn: bool = False
+    pool: bool = False
+
+
+# Per variant: conv layers, whether pooling rounds up (Caffe) or down (PyTorch), where dropout sits
+# relative to fc6/fc7 (Caffe: after the ReLU; torchvision: before the Linear), adaptive pooling.
+_CONVS = {
+    "caffe": {
+        "conv1": ConvSpec(96, 11, stride=4, lrn=True, pool=True),
+        "conv2": ConvSpec(256, 5, padding=2, groups=2, lrn=True, pool=True),
+        "conv3": ConvSpec(384, 3, padding=1),
+        "conv4": ConvSpec(384, 3, padding=1, groups=2),
+        "conv5": ConvSpec(256, 3, padding=1, groups=2, pool=True),
+    },
+    "torchvision": {
+        "conv1": ConvSpec(64, 11, stride=4, padding=2, pool=True),
+        "conv2": ConvSpec(192, 5, padding=2, pool=True),
+        "conv3": ConvSpec(384, 3, padding=1),
+        "conv4": ConvSpec(256, 3, padding=1),
+        "conv5": ConvSpec(256, 3, padding=1, pool=True),
+    },
+}
+_FC_FEATURES = 4096
+
+# Scratch initialisation, BVLC AlexNet's train_val.prototxt: Gaussian weights, constant biases.
+INIT_STD = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.01, "conv4": 0.01, "conv5": 0.01,
+            "fc6": 0.005, "fc7": 0.005, "fc8": 0.01}
+INIT_BIAS = {"conv1": 0.0, "conv2": 0.1, "conv3": 0.0, "conv4": 0.1, "conv5": 0.1,
+             "fc6": 0.1, "fc7": 0.1, "fc8": 0.0}
+
+
+def input_size(variant: str) -> int:
+    """The side of the square input the variant was trained on (227 Caffe, 224 torchvision)."""
+    _check_variant(variant)
+    return 227 if variant == "caffe" else 224
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown AlexNet variant {variant!r}; expected one of {VARIANTS}")
+
+
+def grouped_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+                 groups: int) -> jax.Array:
+    """NHWC convolution with a (kh, kw, in/groups, out) kernel, Caffe's grouped layout.
+
+    Groups run as separate plain convolutions on channel slices: XLA:CPU's backward pass of
+    ``feature_group_count`` is several times slower than that (STACK.md), and on GPU the split costs
+    nothing measurable.
+    """
+    dn = ("NHWC", "HWIO", "NHWC")
+    pad = ((padding, padding), (padding, padding))
+    conv = lambda a, k: lax.conv_general_dilated(a, k, (stride, stride), pad, dimension_numbers=dn)  # noqa: E731
+    if groups == 1:
+        return conv(x, kernel)
+    xs = jnp.split(x, groups, axis=-1)
+    ks = jnp.split(kernel, groups, axis=-1)
+    return jnp.concatenate([conv(a, k) for a, k in zip(xs, ks, strict=True)], axis=-1)
+
+
+def _window_sum(v: jax.Array, size: int) -> jax.Array:
+    """Sum over ``size`` neighbouring channels, zero-padded at the ends (across-channel LRN)."""
+    half = size // 2
+    padded = jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(half, half)])
+    c = v.shape[-1]
+    return sum(padded[..., i:i + c] for i in range(size))
+
+
+@jax.custom_vjp
+def lrn(x: jax.Array) -> jax.Array:
+    """Caffe LRN (ACROSS_CHANNELS, local_size 5, alpha 1e-4, beta 0.75, k 1) on NHWC input."""
+    return _lrn_fwd(x)[0]
+
+
+_LRN_SIZE, _LRN_ALPHA, _LRN_BETA = 5, 1e-4, 0.75
+
+
+def _lrn_fwd(x):
+    scale = 1.0 + (_LRN_ALPHA / _LRN_SIZE) * _window_sum(x * x, _LRN_SIZE)
+    y = x * scale ** -_LRN_BETA
+    return y, (x, y, scale)
+
+
+def _lrn_bwd(res, g):
+    # Caffe's LRN backward: one window sum instead of autodiff's chain through the power.
+    x, y, scale = res
+    coeff = 2.0 * _LRN_ALPHA * _LRN_BETA / _LRN_SIZE
+    return (g * scale ** -_LRN_BETA - coeff * x * _window_sum(g * y / scale, _LRN_SIZE),)
+
+
+lrn.defvjp(_lrn_fwd, _lrn_bwd)
+
+
+def max_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
+    """3x3 stride-2 max pooling; ``ceil_mode`` rounds the output size up as Caffe does."""
+    h, w = x.shape[1:3]
+    pads = []
+    for n in (h, w):
+        out = (math.ceil if ceil_mode else math.floor)((n - 3) / 2) + 1
+        pads.append((0, (out - 1) * 2 + 3 - n))
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+                             [(0, 0), *pads, (0, 0)])
+
+
+def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
+    """PyTorch's AdaptiveAvgPool2d on NHWC: bin i spans [floor(i*n/size), ceil((i+1)*n/size))."""
+    h, w = x.shape[1:3]
+    if (h, w) == (size, size):
+        return x
+
+    def bins(n):
+        m = [[0.0] * n for _ in range(size)]
+        for i in range(size):
+            lo, hi = (i * n) // size, -((-(i + 1) * n) // size)
+            for j in range(lo, hi):
+                m[i][j] = 1.0 / (hi - lo)
+        return jnp.asarray(m, x.dtype)
+
+    return jnp.einsum("ih,jw,nhwc->nijc", bins(h), bins(w), x)
+
+
+class Conv(nn.Module):
+    """A convolution layer holding Caffe's parameter layout, grouped or not."""
+
+    spec: ConvSpec
+    name_in_net: str
+
+    @nn.compact
+    def __call__(self, x):
+        s = self.spec
+        std, bias = INIT_STD[self.name_in_net], INIT_BIAS[self.name_in_net]
+        kernel = self.param("kernel", nn.initializers.normal(std),
+                            (s.kernel, s.kernel, x.shape[-1] // s.groups, s.features))
+        b = self.param("bias", nn.initializers.constant(bias), (s.features,))
+        return grouped_conv(x, kernel, s.stride, s.padding, s.groups) + b
+
+
+def _dense(features: int, layer: str) -> nn.Dense:
+    return nn.Dense(features, kernel_init=nn.initializers.normal(INIT_STD[layer]),
+                    bias_init=nn.initializers.constant(INIT_BIAS[layer]))
+
+
+class AlexNet(nn.Module):
+    """AlexNet with the paper's layer names; input is NHWC float32 already preprocessed.
+
+    ``start``/``stop`` run a contiguous range of blocks: ``stop`` returns that block's output
+    (after its ReLU/LRN/pooling/dropout), ``start`` expects the previous block's output.
+    """
+
+    num_classes: int = 1000
+    variant: str = "caffe"
+    dropout_rate: float = 0.5
+
+    def setup(self):
+        _check_variant(self.variant)
+        convs = _CONVS[self.variant]
+        self.conv1 = Conv(convs["conv1"], "conv1")
+        self.conv2 = Conv(convs["conv2"], "conv2")
+        self.conv3 = Conv(convs["conv3"], "conv3")
+        self.conv4 = Conv(convs["conv4"], "conv4")
+        self.conv5 = Conv(convs["conv5"], "conv5")
+        self.fc6 = _dense(_FC_FEATURES, "fc6")
+        self.fc7 = _dense(_FC_FEATURES, "fc7")
+        self.fc8 = _dense(self.num_classes, "fc8")
+        self.dropout = nn.Dropout(self.dropout_rate)
+
+    def block(self, layer: str, x: jax.Array, train: bool) -> jax.Array:
+        """One layer of the paper with the operations that follow it."""
+        caffe = self.variant == "caffe"
+        module = getattr(self, layer)
+        if layer.startswith("conv"):
+            spec = _CONVS[self.variant][layer]
+            x = nn.relu(module(x))
+            if spec.lrn:
+                x = lrn(x)
+            if spec.pool:
+                x = max_pool(x, ceil_mode=caffe)
+            if layer == "conv5" and not caffe:
+                x = adaptive_avg_pool(x, 6)
+            return x
+        if layer == "fc6":
+            x = x.reshape(x.shape[0], -1)
+        if layer == "fc8":
+            return module(x)
+        if not caffe:
+            x = self.dropout(x, deterministic=not train)
+        x = nn.relu(module(x))
+        if caffe:
+            x = self.dropout(x, deterministic=not train)
+        return x
+
+    def __call__(self, x: jax.Array, train: bool = False, start: str = "conv1",
+                 stop: str = "fc8") -> jax.Array:
+        for layer in layer_range(start, stop):
+            x = self.block(layer, x, train)
+        return x
+
+
+def layer_range(start: str, stop: str) -> Sequence[str]:
+    """The layers from ``start`` to ``stop`` inclusive, in network order."""
+    for name in (start, stop):
+        if name not in LAYERS:
+            raise ValueError(f"unknown layer {name!r}; expected one of {LAYERS}")
+    i, j = LAYERS.index(start), LAYERS.index(stop)
+    if i > j:
+        raise ValueError(f"start layer {start!r} comes after stop layer {stop!r}")
+    return LAYERS[i:j + 1]
