@@ -1,4 +1,4 @@
-"""Test set-up: 8 simulated CPU devices for the multi-device paths (before jax starts its backend)."""
+"""Test set-up: 8 simulated CPU devices for the multi-device paths, set before jax starts."""
 
 import os
 

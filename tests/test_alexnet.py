@@ -94,13 +94,13 @@ def test_start_stop_compose_to_full_network():
     model = AlexNet(num_classes=3)
     x = jax.random.normal(jax.random.key(0), (2, 227, 227, 3))
     params = jax.jit(model.init)(jax.random.key(1), x)["params"]
-    run = jax.jit(lambda x, start, stop: model.apply({"params": params}, x, start=start,
-                                                     stop=stop), static_argnums=(1, 2))
-    full = run(x, "conv1", "fc8")
-    trunk = run(x, "conv1", "conv2")
+    run = jax.jit(lambda p, x, start, stop: model.apply({"params": p}, x, start=start,
+                                                        stop=stop), static_argnums=(2, 3))
+    full = run(params, x, "conv1", "fc8")
+    trunk = run(params, x, "conv1", "conv2")
     assert trunk.shape == (2, 13, 13, 256)  # what conv3 consumes
-    np.testing.assert_allclose(run(trunk, "conv3", "fc8"), full, rtol=1e-5, atol=1e-5)
-    assert run(x, "conv1", "fc7").shape == (2, 4096)
+    np.testing.assert_allclose(run(params, trunk, "conv3", "fc8"), full, rtol=1e-5, atol=1e-5)
+    assert run(params, x, "conv1", "fc7").shape == (2, 4096)
 
 
 def test_dropout_only_in_training():

@@ -1,0 +1,1 @@
+"""Data sources: synthetic generators, readers for public datasets, candidate generators."""

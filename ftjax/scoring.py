@@ -1,0 +1,92 @@
+"""Candidate scoring: a candidate's score is the mean class probability over its K patches.
+
+Patches arrive as stored (uint8, native size); resizing to the network input and the variant's
+preprocessing run inside the jitted call, on the device. One compiled function scores a chunk of
+candidates with ``jax.vmap``; chunks are padded to one shape so a whole test split compiles once.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ftjax.models.alexnet import input_size
+from ftjax.weights import preprocess
+
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+# Patches per compiled call when chunk_size is not given: bounds activation memory (about 3 MB
+# per 227x227 AlexNet image in float32) whatever K is.
+PATCHES_PER_CHUNK = 512
+
+
+def prepare(patches: jax.Array, variant: str, size: int | None = None) -> jax.Array:
+    """uint8 NHWC patches (1 or 3 channels, any size) -> float32 network input ``[N, s, s, 3]``.
+
+    Bilinear resize to ``size`` (default: the variant's input side) in float, without rounding
+    back to uint8 (``jax.image.resize``, antialiased when shrinking, like PIL), then
+    ``ftjax.weights.preprocess``. The train step and :func:`score_candidates` both use it.
+    """
+    if patches.dtype != jnp.uint8:
+        raise ValueError(f"expected uint8 patches, got dtype {patches.dtype}")
+    if patches.ndim != 4 or patches.shape[-1] not in (1, 3):
+        raise ValueError(f"expected NHWC patches with 1 or 3 channels, got shape {patches.shape}")
+    size = input_size(variant) if size is None else size
+    n, h, w, ch = patches.shape
+    x = patches.astype(jnp.float32)
+    if (h, w) != (size, size):
+        x = jax.image.resize(x, (n, size, size, ch), method="bilinear")
+    return preprocess(x, variant)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "variant", "size"))
+def _score_chunk(apply_fn: ApplyFn, variables: Any, chunk: jax.Array, variant: str,
+                 size: int | None) -> jax.Array:
+    def one_candidate(patches):  # [K, H, W, ch] -> [num_classes]
+        logits = apply_fn(variables, prepare(patches, variant, size))
+        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).mean(axis=0)
+
+    return jax.vmap(one_candidate)(chunk)
+
+
+def score_candidates(apply_fn: ApplyFn, variables: Any, patches: np.ndarray | jax.Array, *,
+                     variant: str = "caffe", size: int | None = None,
+                     chunk_size: int | None = None) -> np.ndarray:
+    """Mean softmax probabilities per candidate: ``[C, K, H, W, ch]`` uint8 -> ``[C, classes]``.
+
+    ``apply_fn(variables, images) -> logits`` runs the network on preprocessed NHWC float32 input,
+    e.g. ``model.apply`` with ``variables={"params": params}``. It is a static argument of the
+    compiled chunk: pass the same object each time (not a fresh lambda) to reuse the compilation.
+    ``chunk_size`` candidates go through each call (default: about ``PATCHES_PER_CHUNK`` patches);
+    the last chunk is padded, so one shape is compiled per (chunk, K, H, W, ch); a set smaller
+    than one chunk is scored in one call of its own size. For 2-class tasks
+    the positive score is column 1. No candidates (``C == 0``) gives an empty ``[0, classes]``
+    result, so a case without candidates needs no special handling; ``K == 0`` is an error.
+    """
+    if patches.ndim != 5 or patches.shape[-1] not in (1, 3):
+        raise ValueError("expected candidate patches [C, K, H, W, ch] with ch 1 or 3, got shape "
+                         f"{patches.shape}")
+    if patches.dtype != np.uint8:
+        raise ValueError(f"expected uint8 patches, got dtype {patches.dtype}")
+    num, k = patches.shape[:2]
+    if k == 0:
+        raise ValueError(f"every candidate needs at least one patch; got shape {patches.shape}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk = chunk_size or max(1, PATCHES_PER_CHUNK // k)
+    chunk = max(1, min(chunk, num))
+    score = functools.partial(_score_chunk, apply_fn, variables, variant=variant, size=size)
+    if num == 0:
+        shape = jax.eval_shape(score, jax.ShapeDtypeStruct((1, *patches.shape[1:]), np.uint8))
+        return np.zeros((0, *shape.shape[1:]), shape.dtype)
+    outputs = []
+    for lo in range(0, num, chunk):
+        part = patches[lo:lo + chunk]
+        if part.shape[0] < chunk:  # pad with copies of the last candidate, dropped below
+            part = np.concatenate([part, np.repeat(part[-1:], chunk - part.shape[0], axis=0)])
+        outputs.append(score(part))  # dispatched asynchronously; gathered below
+    return np.concatenate([np.asarray(o) for o in outputs])[:num]

@@ -1,0 +1,155 @@
+"""The training loop end to end on the fixture application (SYNTHETIC data): outputs, resume after
+a kill, divergence, workdir protection, the evaluate CLI, and the command line's errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ftjax import parallel, trainer
+from ftjax.checkpoint import Checkpoints
+from ftjax.config import make_config
+from ftjax.evaluate import evaluate_run
+
+TESTS = Path(__file__).parent
+# Small network input (67 px: pool5 is 1x1) and random weights keep every step fast on CPU.
+BASE = dict(tune_from="scratch", input_size=67, batch_size=16, epochs=2, base_lr=0.01,
+            log_every=2, eval_chunk=16)
+
+
+def _config(**kw):
+    return make_config("fixture_app:make", "smoke", **(BASE | kw))
+
+
+def _params(workdir, kind="latest"):
+    ckpt = Checkpoints(workdir)
+    try:
+        state, meta = ckpt.restore(kind)
+    finally:
+        ckpt.close()
+    return state["params"], meta
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    results = trainer.train_and_evaluate(_config(), workdir, quiet=True)
+    return workdir, results
+
+
+def test_run_writes_results_metrics_and_checkpoints(finished_run):
+    workdir, results = finished_run
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved["synthetic"] is True and "not a medical finding" in saved["note"]
+    assert saved["config"]["tune_from"] == "scratch" and saved["versions"]["jax"] == jax.__version__
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert max(r["val_auc"] for r in epochs) == pytest.approx(saved["best_val_auc"])
+    assert any(r["kind"] == "train" and r["images_per_s"] > 0 for r in rows)
+    # the network learned the fixture task (bright blob vs noise)
+    assert saved["best_val_auc"] > 0.8 and saved["test"]["auc"] > 0.8
+    assert saved["test"]["num_test_candidates"] == 48
+    # lr decays by 0.95 per epoch
+    assert epochs[1]["lr"] == pytest.approx(0.01 * 0.95 ** 2, rel=1e-5)
+
+
+def test_kill_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path, finished_run):
+    reference, _ = _params(finished_run[0])
+    workdir = tmp_path / "resumed"
+    # A real kill: SIGKILL a training process once the first epoch's checkpoint is written.
+    code = ("import sys, fixture_app, test_trainer as t; from ftjax import trainer; "
+            "trainer.train_and_evaluate(t._config(), sys.argv[1], quiet=True)")
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(workdir)], env=env)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if (workdir / "checkpoints" / "latest").is_dir() and any(
+                    p.name.isdigit() for p in (workdir / "checkpoints" / "latest").iterdir()):
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (workdir / "results.json").exists()  # it really died before the end
+    trainer.train_and_evaluate(_config(), workdir, quiet=True)
+    resumed, meta = _params(workdir)
+    assert meta["step"] == _params(finished_run[0])[1]["step"]
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_stop_mid_epoch_and_resume_from_mid_epoch_checkpoint(tmp_path, finished_run):
+    reference, _ = _params(finished_run[0])
+    workdir = tmp_path / "mid"
+    cfg = _config(checkpoint_every=3)
+    out = trainer.train_and_evaluate(cfg, workdir, quiet=True, stop_after_steps=4)
+    assert out == {"stopped_at_step": 4} and _params(workdir)[1]["step"] == 3
+    trainer.train_and_evaluate(cfg, workdir, quiet=True)
+    for a, b in zip(jax.tree.leaves(_params(workdir)[0]), jax.tree.leaves(reference),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
+        tmp_path, monkeypatch):
+    workdir, calls = tmp_path / "nan", [0]
+    real_step = parallel.JitStrategy.step
+
+    def step_going_bad(self, *args):  # the loss turns NaN in the second epoch
+        trainable, opt_state, metrics = real_step(self, *args)
+        calls[0] += 1
+        return trainable, opt_state, metrics | ({"loss": jnp.nan} if calls[0] > 7 else {})
+
+    monkeypatch.setattr(parallel.JitStrategy, "step", step_going_bad)
+    with pytest.raises(trainer.TrainingError, match="loss became nan at step 8"):
+        trainer.train_and_evaluate(_config(epochs=3), workdir, quiet=True)
+    _, meta = _params(workdir)
+    assert meta["epoch_done"] == 1 and meta["step"] == 5  # epoch 1's checkpoint, nothing later
+    assert not (workdir / "results.json").exists()
+
+
+def test_workdir_of_another_configuration_is_refused(finished_run):
+    with pytest.raises(trainer.TrainingError, match="another configuration"):
+        trainer.train_and_evaluate(_config(seed=7), finished_run[0], quiet=True)
+
+
+def test_evaluate_rescoring_matches_the_run(finished_run, tmp_path):
+    workdir, results = finished_run
+    again = evaluate_run(workdir)
+    assert again["test"]["auc"] == pytest.approx(results["test"]["auc"])
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        evaluate_run(tmp_path)
+
+
+def _cli(module, *args):
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--app=nope"], "unknown app 'nope'"),
+    (["--app=polyp"], "not implemented yet"),
+    (["--app=fixture_app:make", "--tune_from=conv9"], "tune_from"),
+    (["--app=fixture_app:make", "--train_fraction=0"], "train_fraction"),
+    (["--app=fixture_app:make", "--tune_from=conv3", "--weights=random"], "weights=random"),
+    ([], "--app is required"),
+])
+def test_cli_errors_are_clear(tmp_path, args, message):
+    r = _cli("ftjax.train", *args, f"--workdir={tmp_path / 'w'}")
+    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_evaluate_cli_errors_are_clear(tmp_path):
+    r = _cli("ftjax.evaluate", f"--workdir={tmp_path}")
+    assert r.returncode == 1 and "config.json" in r.stderr and "Traceback" not in r.stderr
