@@ -99,5 +99,8 @@ def make_config(app: str, preset: str = "smoke", **overrides: Any) -> TrainConfi
     if preset not in PRESETS:
         raise ValueError(f"invalid configuration: preset={preset!r}; expected one of "
                          f"{tuple(PRESETS)}")
+    from ftjax.apps import train_presets  # noqa: PLC0415 (apps import the trainer's pieces)
+
     given = {k: v for k, v in overrides.items() if v is not None}
-    return TrainConfig(app=app, preset=preset, **(PRESETS[preset] | given))
+    app_defaults = train_presets(app).get(preset, {})
+    return TrainConfig(app=app, preset=preset, **(PRESETS[preset] | app_defaults | given))

@@ -262,6 +262,8 @@ def make_train_step(model: AlexNet, optimizer: optax.GradientTransformation, *,
 
     def step(trainable: Params, frozen: Params, opt_state: optax.OptState, batch: Batch,
              rng: jax.Array):
+        if axis_name is not None:  # each device's shard of the batch gets its own dropout masks
+            rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
         (loss, logits), grads = grad_fn(trainable, frozen, batch, rng)
         metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["labels"])}
         if axis_name is not None:

@@ -23,16 +23,7 @@ def register(name: str, factory: str | Callable[..., Application]) -> None:
     _REGISTRY[name] = factory
 
 
-def available() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
-
-
-def make_app(name: str, data: str = "synthetic", preset: str = "smoke",
-             seed: int = 0) -> Application:
-    """Build application ``name`` on ``data`` (``synthetic`` or ``dataset:path``).
-
-    ``name`` may also be ``module:function`` naming a user's own application factory.
-    """
+def _factory(name: str) -> Callable[..., Application]:
     if ":" in name and name not in _REGISTRY:
         register(name, name)
     if name not in _REGISTRY:
@@ -44,8 +35,29 @@ def make_app(name: str, data: str = "synthetic", preset: str = "smoke",
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)
-    return factory(data=data, preset=preset, seed=seed)
+    return factory
 
+
+def train_presets(name: str) -> dict[str, dict]:
+    """The app's own trainer defaults per preset (its factory's ``train_presets`` attribute), e.g.
+    fewer epochs for a large smoke data set; the command line still overrides them."""
+    return dict(getattr(_factory(name), "train_presets", {}))
+
+
+def available() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+def make_app(name: str, data: str = "synthetic", preset: str = "smoke",
+             seed: int = 0) -> Application:
+    """Build application ``name`` on ``data`` (``synthetic`` or ``dataset:path``).
+
+    ``name`` may also be ``module:function`` naming a user's own application factory.
+    """
+    return _factory(name)(data=data, preset=preset, seed=seed)
+
+
+register("pe", "ftjax.apps.pe:make")
 
 __all__ = ["Application", "ArrayCandidates", "ArrayPatches", "CandidateSource", "PatchSource",
-           "available", "make_app", "register"]
+           "available", "make_app", "register", "train_presets"]
