@@ -38,6 +38,7 @@ class TrainConfig:
     parallel: str = "jit"
     distributed: bool = False
     input_size: int = 0  # 0: the variant's own (227 caffe, 224 torchvision)
+    cache_trunk_gib: float = 4.0  # fc6..fc8 tuning: frozen-trunk features cached up to this; 0 off
     # The paper's Caffe SGD.
     base_lr: float = 0.001
     fc8_lr_mult: float = 10.0

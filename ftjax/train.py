@@ -10,6 +10,8 @@ checkpoint. Results: <workdir>/results.json, metrics.jsonl, figures/.
 
 from __future__ import annotations
 
+import dataclasses
+
 from absl import app, flags
 
 from ftjax.config import PARALLEL, PRESETS, TrainConfig, make_config
@@ -36,6 +38,8 @@ flags.DEFINE_integer("seed", None, "seed of everything random")
 flags.DEFINE_enum("parallel", _DEFAULTS.parallel, list(PARALLEL), "data-parallel step")
 flags.DEFINE_bool("distributed", False, "multi-host: call jax.distributed.initialize() first")
 flags.DEFINE_integer("input_size", None, "network input side (default: the variant's)")
+flags.DEFINE_float("cache_trunk_gib", None, "fc6..fc8 tuning: cache the frozen trunk's features "
+                   "when they fit in this many GiB (0: never)")
 flags.DEFINE_float("base_lr", None, "learning rate of tuned layers (paper: 0.001)")
 flags.DEFINE_float("fc8_lr_mult", None, "fc8 rate multiplier when fine-tuning (paper: 10)")
 flags.DEFINE_float("bias_lr_mult", None, "bias rate multiplier (paper: 2)")
@@ -46,10 +50,8 @@ flags.DEFINE_integer("log_every", None, "steps between progress lines")
 flags.DEFINE_integer("checkpoint_every", None, "steps between mid-epoch checkpoints (0: epochs)")
 flags.DEFINE_integer("eval_chunk", None, "candidates per scoring call")
 
-_OVERRIDES = ("tune_from", "data", "arch", "weights", "epochs", "batch_size", "patience",
-              "train_fraction", "val_fraction", "seed", "parallel", "distributed", "input_size",
-              "base_lr", "fc8_lr_mult", "bias_lr_mult", "momentum", "weight_decay",
-              "lr_decay_per_epoch", "log_every", "checkpoint_every", "eval_chunk")
+_OVERRIDES = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                   if f.name not in ("app", "preset"))
 
 
 def main(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import jax
 import numpy as np
 
 from ftjax import layerwise, parallel, scoring, weights
-from ftjax.apps import Application, make_app
+from ftjax.apps import Application, PatchSource, make_app
 from ftjax.checkpoint import Checkpoints
 from ftjax.config import TrainConfig
 from ftjax.evaluate import _write_json, positive_auc, predict, test_metrics
@@ -147,8 +148,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
                               lr_decay_per_epoch=config.lr_decay_per_epoch)
     optimizer = layerwise.make_optimizer(config.tune_from, steps_per_epoch, sgd)
     prepare = functools.partial(scoring.prepare, variant=config.arch, size=size)
+    cache = _cache_trunk(config, model, params, fit, val, prepare, log)
+    start = layerwise.first_trainable_layer(config.tune_from) if cache else "conv1"
     strategy = parallel.make_strategy(config.parallel, lambda axis: layerwise.make_train_step(
-        model, optimizer, prepare=prepare, axis_name=axis))
+        model, optimizer, start=start, prepare=None if cache else prepare, axis_name=axis))
+    fit_inputs = cache[0] if cache else fit
     tuned = ", ".join(layerwise.trainable_layers(config.tune_from))
     log(f"tune_from={config.tune_from}: training {tuned}; {strategy.name} over "
         f"{jax.device_count()} device(s), {jax.process_count()} process(es); "
@@ -180,7 +184,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
 
     def load(idx: np.ndarray) -> dict:
         local = np.sort(idx[rows])
-        return strategy.put_batch({"inputs": fit[local], "labels": fit.labels[local]})
+        return strategy.put_batch({"inputs": fit_inputs[local], "labels": fit.labels[local]})
 
     try:
         for epoch in range(step // steps_per_epoch, config.epochs):
@@ -211,8 +215,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
 
             t = time.perf_counter()
             params_now = layerwise.merge(*strategy.local((trainable, frozen)))
-            probs = predict(model, params_now, lambda ix: val[ix][:, None], len(val), size,
-                            config.eval_chunk * 8)
+            if cache:
+                probs = _head_probabilities(model, params_now, cache[1], start)
+            else:
+                probs = predict(model, params_now, lambda ix: val[ix][:, None], len(val), size,
+                                config.eval_chunk * 8)
             auc = positive_auc(val.labels, probs)
             timings["validation_seconds"] += time.perf_counter() - t
             improved = auc > meta["best_auc"]
@@ -255,6 +262,52 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     log(f"test: {json.dumps(_headline(metrics))}{tag}")
     log(f"wrote {workdir / 'results.json'}")
     return results
+
+
+def _cache_trunk(config: TrainConfig, model: AlexNet, params: Any, fit: PatchSource,
+                 val: PatchSource, prepare: Callable, log: _Log) -> tuple | None:
+    """Frozen-trunk features of every training and validation patch, computed once.
+
+    With fc6..fc8 tuning the frozen layers see the same patches every epoch, so their output
+    (in inference mode; the step re-applies Caffe's dropout of frozen fc layers) replaces them:
+    each step then costs only the tuned layers. Skipped for deeper tuning, whose trunk outputs are
+    large feature maps, and when the features would not fit in ``--cache_trunk_gib``.
+    """
+    frozen = layerwise.frozen_layers(config.tune_from)
+    if not config.cache_trunk_gib or not frozen or frozen[-1] not in ("conv5", "fc6", "fc7"):
+        return None
+    size = config.network_input_size
+    out = jax.eval_shape(lambda x: model.apply({"params": params}, x, stop=frozen[-1]),
+                         jax.ShapeDtypeStruct((1, size, size, 3), np.float32))
+    gib = (len(fit) + len(val)) * math.prod(out.shape[1:]) * 4 / 2**30
+    if gib > config.cache_trunk_gib:
+        log(f"not caching the frozen trunk: {gib:.1f} GiB > --cache_trunk_gib")
+        return None
+    trunk = jax.jit(lambda p, x: model.apply({"params": p}, prepare(x), stop=frozen[-1]))
+    t = time.perf_counter()
+
+    def features(source: PatchSource) -> np.ndarray:
+        chunks = [np.asarray(trunk(params, source[np.arange(lo, min(len(source), lo + 256))]))
+                  for lo in range(0, len(source), 256)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, *out.shape[1:]), np.float32)
+
+    cached = features(fit), features(val)
+    log(f"cached the frozen trunk ({', '.join(frozen)}) for {len(fit) + len(val)} patches: "
+        f"{gib:.2f} GiB in {time.perf_counter() - t:.1f} s")
+    return cached
+
+
+def _head_probabilities(model: AlexNet, params: Any, features: np.ndarray,
+                        start: str) -> np.ndarray:
+    """Class probabilities from cached trunk features (the tuned layers only)."""
+    head = _jit_head(model, start)
+    return np.concatenate([np.asarray(head(params, features[lo:lo + 512]))
+                           for lo in range(0, len(features), 512)])
+
+
+@functools.lru_cache(maxsize=8)
+def _jit_head(model: AlexNet, start: str) -> Callable:
+    return jax.jit(lambda p, x: jax.nn.softmax(model.apply({"params": p}, x, start=start), -1))
 
 
 def _flush(pending: list, log: _Log, step: int, epoch: int, i: int, steps_per_epoch: int,

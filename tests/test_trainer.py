@@ -153,3 +153,20 @@ def test_cli_errors_are_clear(tmp_path, args, message):
 def test_evaluate_cli_errors_are_clear(tmp_path):
     r = _cli("ftjax.evaluate", f"--workdir={tmp_path}")
     assert r.returncode == 1 and "config.json" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_shallow_tuning_caches_the_frozen_trunk(tmp_path, capsys):
+    """fc7 tuning computes the frozen trunk once; frozen layers stay exactly the given weights."""
+    from ftjax import layerwise, weights
+
+    trunk = layerwise.init_params(None, "scratch", 2, "caffe", jax.random.key(5), size=67)
+    weights.save(jax.device_get(trunk), tmp_path / "trunk.npz")
+    cfg = _config(tune_from="fc7", weights=str(tmp_path / "trunk.npz"), epochs=1)
+    results = trainer.train_and_evaluate(cfg, tmp_path / "fc7")
+    out = capsys.readouterr().out
+    assert "cached the frozen trunk (conv1, conv2, conv3, conv4, conv5, fc6)" in out
+    params, _ = _params(tmp_path / "fc7")
+    for layer in layerwise.frozen_layers("fc7"):
+        np.testing.assert_array_equal(params[layer]["kernel"], trunk[layer]["kernel"])
+    assert not np.array_equal(params["fc7"]["kernel"], trunk["fc7"]["kernel"])
+    assert 0 <= results["test"]["auc"] <= 1
