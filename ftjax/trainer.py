@@ -124,6 +124,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     model = AlexNet(num_classes=len(app.classes), variant=config.arch)
     size = config.network_input_size
 
+    # Weights first: an offline machine learns what to fetch before any data is generated.
+    pretrained = load_pretrained(config)
+    if pretrained is None:
+        log("weights: random initialisation (nothing is pretrained)")
+
     # Cases -> train / validation patches (split by case, never by patch).
     cases = subsample_cases(list(app.cases("train")), config.train_fraction, config.seed)
     fit_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
@@ -134,9 +139,6 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
         f"validation, built in {time.perf_counter() - t:.1f} s")
 
     # Parameters and optimizer.
-    pretrained = load_pretrained(config)
-    if pretrained is None:
-        log("weights: random initialisation (nothing is pretrained)")
     params = layerwise.init_params(pretrained, config.tune_from, len(app.classes), config.arch,
                                    jax.random.key(config.seed), size=size)
     _check_input_size(model, params, size)

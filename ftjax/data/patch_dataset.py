@@ -6,8 +6,9 @@ than reading the patches back. So an application describes what it would generat
 generates the data set once and every later run with the same parameters reads it.
 
 On disk: ``$FTJAX_CACHE/datasets/<app>/<key>/`` holds ``meta.json`` (the spec, per-case facts,
-counts, timings) and a TFDS ``GeneratorBasedBuilder`` directory in ``array_record`` format, read
-back without TensorFlow through ``builder.as_data_source(split)`` (random access). Splits:
+counts, timings) and a TFDS ``GeneratorBasedBuilder`` (``ftjax_patches``) in ``array_record``
+format, one builder config per split since their records differ, read back without TensorFlow
+through ``builder.as_data_source(split)`` (random access). Splits:
 
   ``train``: one record per patch, a stratified sample of (candidate, augmentation) pairs of the
      training cases: ``patch`` uint8 [h, w, c], ``label``, ``case``, ``candidate`` (index within
@@ -46,6 +47,10 @@ _VERSION = "1.0.0"
 _READ_CHUNK = 256  # records decoded per data-source call when scanning a split
 
 Log = Callable[[str], None]
+
+
+class DatasetError(ValueError):
+    """A data set that cannot be built or read as asked (the message says which and why)."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -231,10 +236,10 @@ class _PatchRecords(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
         split = self.builder_config.name
-        return {split: self._plan.examples(split)}
+        return {split: self._generate_examples(split)}
 
-    def _generate_examples(self) -> Iterator:  # each split's generator comes from the plan
-        raise NotImplementedError
+    def _generate_examples(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        return self._plan.examples(split)
 
 
 @dataclasses.dataclass
@@ -245,7 +250,7 @@ class _Plan:
     producer: PatchProducer
     tables: dict[str, CaseTable]
     selection: np.ndarray  # training rows (case index, candidate, augmentation, label)
-    progress: _Progress
+    progress: _Progress | None = None
     extraction_seconds: float = 0.0
     extracted_candidates: int = 0
 
@@ -265,9 +270,10 @@ class _Plan:
         self.extracted_candidates += len(candidates)
         want = (len(candidates), self.spec.patches_per_candidate, *self.spec.patch_shape)
         if patches.dtype != np.uint8 or patches.shape != want:
-            raise ValueError(f"{self.spec.app} producer gave patches {patches.dtype} "
+            raise DatasetError(f"{self.spec.app} producer gave patches {patches.dtype} "
                              f"{patches.shape} for case {case!r}; expected uint8 {want}")
-        self.progress.step(f"patches of {case}")
+        if self.progress:
+            self.progress.step(case)
         return patches
 
     def examples(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -308,13 +314,13 @@ def _generate(spec: DatasetSpec, producer: PatchProducer, out: Path, log: Log | 
         tables[case] = producer.table(case)
         missing = set(spec.info_fields) ^ set(tables[case].info)
         if missing:
-            raise ValueError(f"{spec.app} producer: case {case!r} info fields differ from the "
+            raise DatasetError(f"{spec.app} producer: case {case!r} info fields differ from the "
                              f"spec by {sorted(missing)}")
         first.step(case)
     t_tables = time.perf_counter() - t0
     selection = _training_selection(spec, [tables[c] for c in spec.train_cases])
-    plan = _Plan(spec, producer, tables, selection, _Progress(0, log, f"{spec.app} data set"))
-    plan.progress.total = plan.cases_to_cut()
+    plan = _Plan(spec, producer, tables, selection)
+    plan.progress = _Progress(plan.cases_to_cut(), log, f"{spec.app} data set: patches")
     out.mkdir(parents=True)
     for split in ("train", "test"):
         if plan.count(split):
@@ -336,11 +342,22 @@ def _generate(spec: DatasetSpec, producer: PatchProducer, out: Path, log: Log | 
 
 
 def _remove_stale(parent: Path) -> None:
-    """Delete temporary directories of generations whose process is gone (a killed run)."""
+    """Delete temporary directories of generations whose process is gone (a killed run; the
+    pid in the name is checked on this host, so keep one cache per host)."""
     for tmp in parent.glob(".*.tmp-*"):
         pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # it exists, owned by another user
+        pass
+    return True
 
 
 def build_or_load(spec: DatasetSpec, producer: PatchProducer, log: Log | None = print
@@ -351,6 +368,9 @@ def build_or_load(spec: DatasetSpec, producer: PatchProducer, log: Log | None = 
         if log:
             log(f"{spec.app} data set: using cached {path}")
         return PatchDataset(path)
+    if path.exists():  # generation only ever renames a complete directory into place
+        raise DatasetError(f"{path} exists but has no {META}: not a data set written by "
+                              "ftjax (copied in part?); delete it to regenerate")
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(path.parent)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -380,6 +400,9 @@ class TrainingRecords:
     cases: np.ndarray  # str [N]
     candidates: np.ndarray  # int32 [N]
     augmentations: np.ndarray  # int32 [N]
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -416,7 +439,7 @@ class PatchDataset:
         self.path = Path(path)
         meta = self.path / META
         if not meta.is_file():
-            raise FileNotFoundError(f"{meta}: missing; {self.path} is not a complete data set")
+            raise DatasetError(f"{meta}: missing; {self.path} is not a complete data set")
         self.meta = json.loads(meta.read_text())
         spec = self.meta["spec"]
         self.patch_shape = tuple(spec["patch_shape"])

@@ -62,16 +62,19 @@ class CaseHits:
         object.__setattr__(self, "lesion_ids", ids)
         object.__setattr__(self, "num_lesions", int(self.num_lesions))
 
-
-def _case_hits(
-    scores: np.ndarray, hit: np.ndarray, lesion_ids: np.ndarray, num_ignored: int
-) -> CaseHits:
-    """Collapse per-detection assignments (`hit` = lesion id, or -1 for a false positive)."""
-    is_hit = hit >= 0
-    ids, which = np.unique(hit[is_hit], return_inverse=True)
-    best = np.full(ids.size, -np.inf)
-    np.maximum.at(best, which, scores[is_hit])
-    return CaseHits(scores[~is_hit], best, lesion_ids.size, ids, num_ignored)
+    @classmethod
+    def from_assignments(
+        cls, scores: ArrayLike, lesion: ArrayLike, num_lesions: int, num_ignored: int = 0
+    ) -> CaseHits:
+        """Collapse per-detection assignments (`lesion` = the id of the lesion each detection
+        hits, negative for a false positive): hits on one lesion count once, at the best score."""
+        scores, lesion = np.asarray(scores, dtype=float), np.asarray(lesion)
+        _checks.same_length(scores=scores, lesion=lesion)
+        is_hit = lesion >= 0
+        ids, which = np.unique(lesion[is_hit], return_inverse=True)
+        best = np.full(ids.size, -np.inf)
+        np.maximum.at(best, which, scores[is_hit])
+        return cls(scores[~is_hit], best, num_lesions, ids, num_ignored)
 
 
 def _detections(points: ArrayLike, scores: ArrayLike, ndim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +168,8 @@ def assign_hits(
     present = np.unique(mask[mask != 0]).astype(np.int64)
     ignored = np.isin(labels, ignore)
     hit = np.where(labels == 0, -1, labels)[~ignored]
-    return _case_hits(s[~ignored], hit, present[~np.isin(present, ignore)], int(ignored.sum()))
+    lesions = present[~np.isin(present, ignore)]
+    return CaseHits.from_assignments(s[~ignored], hit, lesions.size, int(ignored.sum()))
 
 
 def assign_hits_to_centres(
@@ -204,7 +208,9 @@ def assign_hits_to_centres(
     nearest = dist.argmin(axis=1)
     ignored = np.r_[skip, False][nearest]
     hit = np.where(nearest < c.shape[0], nearest, -1)
-    return _case_hits(s[~ignored], hit[~ignored], np.flatnonzero(~skip), int(ignored.sum()))
+    return CaseHits.from_assignments(
+        s[~ignored], hit[~ignored], int(np.sum(~skip)), int(ignored.sum())
+    )
 
 
 @dataclass(frozen=True, eq=False)

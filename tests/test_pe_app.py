@@ -1,0 +1,313 @@
+"""The PE application on tiny SYNTHETIC scans (and tiny CAD-PE files): protocol, split by patient,
+labels against the clot masks, the cached TFDS data set (reuse, nothing half-written), the FROC
+evaluation, bad input, and one end-to-end training run."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import nrrd
+import numpy as np
+import pytest
+from test_pe_readers import _write_cadpe
+
+from ftjax import trainer
+from ftjax.apps import Application, CandidateSource, PatchSource
+from ftjax.apps import pe as pe_app
+from ftjax.apps.pe import PEApp, PECandidates, PESettings, case_hits, make
+from ftjax.config import make_config
+from ftjax.data.patch_dataset import stratified_counts
+from ftjax.data.pe_readers import PEDataError
+from ftjax.data.synthetic_ct import synthetic_scan
+from ftjax.data.toboggan import find_candidates
+from ftjax.metrics import froc_from_cases, sensitivity_at
+from ftjax.patches.vessel import vessel_axes, vessel_patches
+
+# 6 scans of 24 x 48 x 48 voxels: 4 train (the trainer holds 1 out) and 2 test patients;
+# 4 patches of 16 px per candidate.
+TINY = PESettings(scans=6, shape=(24, 48, 48), test_fraction=0.34, widths_mm=(10.0, 20.0),
+                  shift_fractions=(0.0,), rotations=2, patch_size=16, max_train_patches=200,
+                  n_boot=200)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        root = tmp_path_factory.mktemp("ftjax_cache")
+        mp.setenv("FTJAX_CACHE", str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def app(cache):
+    app = PEApp(settings=TINY, log=None)
+    app.dataset()  # generate once for the module
+    return app
+
+
+def test_protocol_and_split_by_patient(app):
+    assert isinstance(app, Application)
+    assert app.name == "pe" and app.classes == ("background", "pe") and app.synthetic
+    train, test = app.cases("train"), app.cases("test")
+    assert len(train) == 4 and len(test) == 2 and not set(train) & set(test)
+    assert sorted(train + test) == sorted(f"synthetic-{i:05d}" for i in range(6))
+    with pytest.raises(ValueError, match="unknown split"):
+        app.cases("validation")
+
+    patches = app.training_patches(train[1:])
+    assert isinstance(patches, PatchSource)
+    assert patches[np.arange(3)].shape == (3, 16, 16, 3) and patches[np.arange(3)].dtype == np.uint8
+    assert set(np.unique(patches.labels)) == {0, 1}
+    assert set(np.unique(patches.cases)) <= {0, 1, 2}
+    # Every stored training patch comes from a training patient, every candidate from a test one.
+    assert set(app.dataset().training().cases) <= set(train)
+    candidates = app.test_candidates(test)
+    assert isinstance(candidates, CandidateSource)
+    assert set(candidates.info.case) <= set(test)
+    assert set(candidates.info.clots_per_scan) == set(test)
+    assert candidates.patches(np.array([0, 2])).shape == (2, 4, 16, 16, 3)
+    with pytest.raises(ValueError, match="not in the PE test split"):
+        app.test_candidates(train[:1])
+    with pytest.raises(ValueError, match="not in the PE train split"):
+        app.training_patches(test)
+
+
+def test_labels_and_patches_agree_with_the_clot_masks(app):
+    index = app.dataset().test_index()
+    for case in app.cases("test"):
+        scan = app.load_scan(case)
+        rows = index["case"] == case
+        centres = np.rint(index["centre"][rows]).astype(int)
+        np.testing.assert_array_equal(index["clot"][rows], scan.clots[tuple(centres.T)])
+        np.testing.assert_array_equal(index["label"][rows], index["clot"][rows] > 0)
+        assert app.dataset().meta["cases"][case]["clots"] == scan.n_clots
+    assert index["label"].sum() > 0
+
+    train = app.dataset().training()
+    true_candidates = 0
+    for case in app.cases("train"):
+        scan = app.load_scan(case)
+        cands = find_candidates(scan.hu, scan.spacing)
+        true_candidates += int(np.sum(scan.clots[tuple(np.rint(cands.centres).astype(int).T)] > 0))
+        rows = np.flatnonzero(train.cases == case)
+        centre = np.rint(cands.centres[train.candidates[rows]]).astype(int)
+        np.testing.assert_array_equal(train.labels[rows], scan.clots[tuple(centre.T)] > 0)
+    # Stratified: every positive (candidate, augmentation) pair is kept (they are fewer than half
+    # of max_train_patches), negatives fill the rest.
+    k = TINY.patches_per_candidate
+    assert int(np.sum(train.labels == 1)) == true_candidates * k
+    assert int(np.sum(train.labels == 0)) == TINY.max_train_patches - true_candidates * k
+    assert app.dataset().meta["train_patches_per_class"] == {
+        "0": TINY.max_train_patches - true_candidates * k, "1": true_candidates * k}
+    # A stored patch is the (candidate, augmentation) it claims to be.
+    r = int(np.flatnonzero(train.labels == 1)[0])
+    scan = app.load_scan(str(train.cases[r]))
+    cands = find_candidates(scan.hu, scan.spacing)
+    from ftjax.data.toboggan import lumen_mask  # noqa: PLC0415
+
+    axes = vessel_axes(cands, scan.spacing, lumen_mask(scan.hu, scan.spacing))
+    c = train.candidates[r]
+    again = vessel_patches(scan.hu, scan.spacing, cands.centres[c:c + 1], axes[c:c + 1],
+                           TINY.widths_mm, TINY.shift_fractions, TINY.rotations, TINY.patch_size)
+    np.testing.assert_array_equal(train.patches[r], again[0, train.augmentations[r]])
+
+
+def test_stratified_counts_keep_rare_classes_whole():
+    assert stratified_counts({0: 5000, 1: 20}, 200) == {0: 180, 1: 20}
+    assert stratified_counts({0: 5000, 1: 900}, 200) == {0: 100, 1: 100}
+    assert stratified_counts({0: 50, 1: 7, 2: 500}, 90) == {0: 41, 1: 7, 2: 42}
+    assert stratified_counts({0: 3, 1: 4}, 100) == {0: 3, 1: 4}
+
+
+def test_second_construction_reuses_the_cached_data_set(app, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pe_app, "synthetic_scan", lambda *a, **k: calls.append(a) or
+                        synthetic_scan(*a, **k))
+    path = app.dataset().path
+    stamp = (path / "meta.json").stat().st_mtime_ns
+    again = PEApp(settings=TINY, log=None)
+    assert again.dataset().path == path and calls == []  # nothing regenerated
+    assert (path / "meta.json").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(again.training_patches(again.cases("train"))[np.arange(5)],
+                                  app.training_patches(app.cases("train"))[np.arange(5)])
+    # Any generation parameter, or the seed, gives another data set.
+    other = PEApp(settings=dataclasses.replace(TINY, max_train_patches=100), log=None)
+    assert other.spec().key() != app.spec().key()
+    assert PEApp(settings=TINY, seed=1, log=None).spec().key() != app.spec().key()
+
+
+@pytest.mark.parametrize("phase", ["table", "patches"])
+def test_a_failure_leaves_no_data_set_behind(cache, monkeypatch, phase):
+    # A data set of its own per phase (another max_train_patches gives another cache key).
+    settings = dataclasses.replace(TINY, max_train_patches=40 if phase == "table" else 41)
+    real = getattr(pe_app._ScanPatches, phase)
+    calls, half_written = [], []
+
+    def failing(self, case, *args):
+        calls.append(case)
+        if len(calls) == 3:
+            half_written.extend((cache / "datasets" / "pe").glob(".*.tmp-*/**/*.json"))
+            raise PEDataError(f"{case}.nrrd: not a readable NRRD file (injected)")
+        return real(self, case, *args)
+
+    monkeypatch.setattr(pe_app._ScanPatches, phase, failing)
+    app = PEApp(settings=settings, log=None)
+    stale = cache / "datasets" / "pe" / f".{app.spec().key()}.tmp-999999999-dead"
+    stale.mkdir(parents=True)  # left by a killed process: cleaned up by the next build
+    with pytest.raises(PEDataError, match="injected"):
+        app.dataset()
+    leftovers = [p.name for p in (cache / "datasets" / "pe").iterdir()
+                 if app.spec().key() in p.name]
+    assert leftovers == []
+    # While cutting patches, TFDS had already written part of the data set, now gone.
+    assert bool(half_written) == (phase == "patches")
+
+
+def test_evaluate_perfect_random_and_clot_free_scores(app, tmp_path):
+    cands = app.test_candidates(app.cases("test"))
+    info = cands.info
+    truth = (info.clot > 0).astype(float)
+    perfect = app.evaluate(cands, np.stack([1 - truth, truth], 1), tmp_path)
+    gen = perfect["generator"]
+    assert gen["n_candidates"] == len(cands) and perfect["num_test_scans"] == 2
+    assert gen["n_clots"] == sum(app.dataset().meta["cases"][c]["clots"] for c in app.cases("test"))
+    assert perfect["candidates_per_scan"] == pytest.approx(len(cands) / 2)
+    # Every true candidate outranks every false one: each clot the generator found is detected
+    # before the first false positive.
+    assert perfect["froc"]["network"]["sensitivity"][0] == pytest.approx(gen["sensitivity"])
+    assert perfect["sensitivity_at_2fp"] == pytest.approx(gen["sensitivity"])
+    assert (tmp_path / "froc_pe_synthetic_data.png").is_file() and perfect["synthetic"]
+    assert "SYNTHETIC" in perfect["data"]
+    size = perfect["froc"]["baseline: size"]
+    assert size["low"][1] <= size["sensitivity"][1] <= size["high"][1]
+    assert set(perfect["network_minus_baseline"]) == {"baseline: size", "baseline: darkness"}
+
+    rng = np.random.default_rng(0)
+    random = rng.random(len(cands))
+    res = app.evaluate(cands, np.stack([1 - random, random], 1), tmp_path)
+    assert res["sensitivity_at_2fp"] <= perfect["sensitivity_at_2fp"]
+    # Random scores, checked draw by draw against a direct count: the FROC at 2 FP/volume is the
+    # share of clots with a candidate ranked above the (2 * n_scans + 1)-th false positive.
+    scans = list(info.clots_per_scan)
+    n_clots = sum(info.clots_per_scan.values())
+    at_2 = []
+    for _ in range(50):
+        s = rng.random(len(cands))
+        cases = [case_hits(s[info.case == c], info.clot[info.case == c], info.clots_per_scan[c])
+                 for c in scans]
+        at_2.append(sensitivity_at(froc_from_cases(cases), [2.0])[0])
+        order = np.argsort(-s)
+        clot, case = info.clot[order], info.case[order]
+        early = (clot > 0) & (np.cumsum(clot == 0) <= 2 * len(scans))
+        assert at_2[-1] == pytest.approx(len(set(zip(case[early], clot[early], strict=True)))
+                                         / n_clots)
+    assert np.mean(at_2) < perfect["sensitivity_at_2fp"]
+
+    none = PECandidates(info.case, np.zeros_like(info.clot), info.mean_hu, info.volume_mm3,
+                        dict.fromkeys(scans, 0))
+    empty = app.evaluate(dataclasses.replace(cands, info=none), np.stack([1 - random, random], 1),
+                         tmp_path)
+    assert empty["froc"] is None and "no clots" in empty["froc_note"]
+    with pytest.raises(ValueError, match="probabilities of shape"):
+        app.evaluate(cands, np.ones((3, 2)), tmp_path)
+
+
+@pytest.mark.parametrize("spec, error, message", [
+    ("nope", ValueError, "not a PE data source"),
+    ("cadpe:", ValueError, "not a PE data source"),
+    ("lidc:/tmp", ValueError, "not a PE data source"),
+    ("cadpe:/no/such/dir", FileNotFoundError, "no such directory"),
+])
+def test_bad_data_specs_are_refused(spec, error, message):
+    with pytest.raises(error, match=message):
+        make(spec)
+
+
+def test_bad_preset_and_cli_error():
+    with pytest.raises(ValueError, match="unknown preset"):
+        make("synthetic", "huge")
+    r = subprocess.run([sys.executable, "-m", "ftjax.train", "--app=pe", "--data=fumpe:/no/dir",
+                        "--workdir=/tmp/ftjax_pe_never_written"], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ))
+    assert r.returncode == 1 and "no such directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def _cadpe_folder(root, n=4):
+    """n tiny SYNTHETIC scans written as CAD-PE NRRD files (x, y, z order, mm directions)."""
+    for i in range(n):
+        scan = synthetic_scan(i, shape=TINY.shape)
+        header = {"space": "left-posterior-superior",
+                  "space directions": np.diag(scan.spacing[::-1]), "encoding": "gzip"}
+        _write_cadpe(root, f"{i:03d}", scan.hu.transpose(2, 1, 0).astype(np.int16),
+                     scan.clots.transpose(2, 1, 0).astype(np.uint8), header)
+    return root
+
+
+def test_cadpe_data_on_tiny_nrrd_files(cache, tmp_path):
+    root = _cadpe_folder(tmp_path / "cadpe")
+    app = PEApp(f"cadpe:{root}", settings=TINY, log=None)
+    assert not app.synthetic and sorted(app.cases("train") + app.cases("test")) == \
+        ["000", "001", "002", "003"]
+    meta = app.dataset().meta["cases"]
+    assert {m["source"] for m in meta.values()} == {"cadpe"}
+    for case in app.cases("test"):  # the same volumes as the synthetic scans they came from
+        assert meta[case]["clots"] == synthetic_scan(int(case), shape=TINY.shape).n_clots
+    cands = app.test_candidates(app.cases("test"))
+    truth = (cands.info.clot > 0).astype(float)
+    res = app.evaluate(cands, np.stack([1 - truth, truth], 1), tmp_path)
+    assert res["synthetic"] is False and "cadpe" in res["data"]
+
+    # A changed file is another data set; a corrupt one fails clearly and leaves nothing behind.
+    image = root / "images" / "002.nrrd"
+    image.write_bytes(image.read_bytes()[:-300])
+    broken = PEApp(f"cadpe:{root}", settings=TINY, log=None)
+    assert broken.spec().key() != app.spec().key()
+    with pytest.raises(PEDataError, match=r"002\.nrrd.*corrupt or truncated"):
+        broken.dataset()
+    assert not [p for p in (cache / "datasets" / "pe").iterdir() if broken.spec().key() in p.name]
+
+
+def test_cadpe_empty_mask_no_candidates_and_no_spacing(cache, tmp_path):
+    root = _cadpe_folder(tmp_path / "cadpe", n=3)
+    test_case = PEApp(f"cadpe:{root}", settings=TINY, log=None).cases("test")[0]
+    empty_mask = next(c for c in ("000", "001", "002") if c != test_case)
+    directions = {"space directions": np.diag([2.0, 2.0, 3.0])}
+    nrrd.write(str(root / "rs" / f"{empty_mask}RefStd.nrrd"),  # valid: a scan without clots
+               np.zeros(TINY.shape[::-1], np.uint8), directions)
+    clot = np.zeros(TINY.shape[::-1], np.uint8)
+    clot[20:24, 20:24, 10:12] = 1
+    _write_cadpe(root, test_case, np.full(TINY.shape[::-1], -1000, np.int16), clot,
+                 {"space directions": np.diag([2.0, 2.0, 3.0])})  # no contrast: no candidate
+    app = PEApp(f"cadpe:{root}", settings=TINY, log=None)
+    meta = app.dataset().meta
+    assert meta["cases"][empty_mask]["clots"] == 0
+    assert (meta["cases"][test_case]["candidates"], meta["cases"][test_case]["clots"]) == (0, 1)
+    assert meta["records"]["test"] == 0  # nothing to store: the test split is left out
+    cands = app.test_candidates([test_case])
+    assert len(cands) == 0 and cands.patches(np.arange(0)).shape == (0, 4, 16, 16, 3)
+    res = app.evaluate(cands, np.zeros((0, 2)), tmp_path)  # its clot is missed, not skipped
+    assert res["num_clots"] == 1 and res["generator_sensitivity"] == 0.0
+    assert res["froc"]["network"]["sensitivity"] == [0.0] * 5
+
+    data, _ = nrrd.read(str(root / "images" / f"{empty_mask}.nrrd"))
+    nrrd.write(str(root / "images" / f"{empty_mask}.nrrd"), data, {"encoding": "gzip"})
+    broken = PEApp(f"cadpe:{root}", settings=TINY, log=None)
+    with pytest.raises(PEDataError, match=rf"{empty_mask}\.nrrd: no voxel spacing"):
+        broken.dataset()
+    assert not [p for p in (cache / "datasets" / "pe").iterdir() if broken.spec().key() in p.name]
+
+
+def test_end_to_end_training_run_writes_the_froc(app, tmp_path):
+    config = make_config("pe", "smoke", tune_from="scratch", input_size=67, batch_size=16,
+                         epochs=1, base_lr=0.01, log_every=1, eval_chunk=16)
+    results = trainer.train_and_evaluate(config, tmp_path, app=app, quiet=True)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["synthetic"] is True and "not a medical finding" in saved["note"]
+    test = saved["test"]
+    assert test["num_test_candidates"] == len(app.test_candidates(app.cases("test")))
+    assert len(test["froc"]["network"]["sensitivity"]) == 5 == len(test["fp_per_volume"])
+    assert 0 <= test["sensitivity_at_2fp"] <= test["generator_sensitivity"]
+    assert (tmp_path / "figures" / "froc_pe_synthetic_data.png").is_file()
+    assert results["test"]["froc_score"] == pytest.approx(test["froc_score"])
