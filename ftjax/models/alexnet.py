@@ -9,6 +9,7 @@ continues from it: that is what frozen-trunk caching and layer-wise fine-tuning 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 
@@ -78,14 +79,66 @@ def grouped_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
     ``feature_group_count`` is several times slower than that (STACK.md), and on GPU the split costs
     nothing measurable.
     """
-    dn = ("NHWC", "HWIO", "NHWC")
-    pad = ((padding, padding), (padding, padding))
-    conv = lambda a, k: lax.conv_general_dilated(a, k, (stride, stride), pad, dimension_numbers=dn)  # noqa: E731
+    if stride > 1:  # conv1: explicit padding (torchvision's), then the custom-gradient conv
+        x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+
+    def conv(a, k):
+        return _strided_conv(a, k, stride) if stride > 1 else _conv(a, k, 1, padding)
+
     if groups == 1:
         return conv(x, kernel)
     xs = jnp.split(x, groups, axis=-1)
     ks = jnp.split(kernel, groups, axis=-1)
     return jnp.concatenate([conv(a, k) for a, k in zip(xs, ks, strict=True)], axis=-1)
+
+
+def _conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int = 0) -> jax.Array:
+    pad = ((padding, padding), (padding, padding))
+    return lax.conv_general_dilated(x, kernel, (stride, stride), pad,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _strided_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """A VALID strided convolution whose kernel gradient is computed by :func:`_kernel_grad`."""
+    return _conv(x, kernel, stride)
+
+
+def _strided_conv_fwd(x, kernel, stride):
+    return _conv(x, kernel, stride), (x, kernel)
+
+
+def _strided_conv_bwd(stride, res, g):
+    x, kernel = res
+    dx = jax.vjp(lambda a: _conv(a, kernel, stride), x)[1](g)[0]  # dropped by XLA when unused
+    return dx, _kernel_grad(x, g, kernel.shape, stride)
+
+
+_strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+
+
+def _kernel_grad(x: jax.Array, g: jax.Array, shape: tuple, stride: int) -> jax.Array:
+    """Kernel gradient of a VALID stride-s convolution as a few large matrix products.
+
+    XLA:CPU computes conv1's (11x11, stride 4, 3 channels) kernel gradient 2.6x slower than this.
+    Space-to-depth turns the input into an (s*s*C)-channel map in which kernel offset
+    ``(s*a + r, s*b + q)`` reads pixel ``(y + a, x + b)``, channel ``(r, q, c)``; so each of the
+    ceil(k/s)^2 coarse offsets ``(a, b)`` is one ``[s*s*C, N] x [N, O]`` product over the
+    batch's N output positions.
+    """
+    kh, kw, c, o = shape
+    n, ho, wo, _ = g.shape
+    bh, bw = -(-kh // stride), -(-kw // stride)
+    rows, cols = (ho - 1 + bh) * stride, (wo - 1 + bw) * stride
+    x = jnp.pad(x, ((0, 0), (0, max(0, rows - x.shape[1])), (0, max(0, cols - x.shape[2])),
+                    (0, 0)))[:, :rows, :cols]
+    x = x.reshape(n, rows // stride, stride, cols // stride, stride, c)
+    x = x.transpose(0, 1, 3, 2, 4, 5).reshape(n, rows // stride, cols // stride, -1)
+    g = g.reshape(-1, o)
+    blocks = jnp.stack([x[:, a:a + ho, b:b + wo].reshape(-1, x.shape[-1]).T @ g
+                        for a in range(bh) for b in range(bw)])
+    k = blocks.reshape(bh, bw, stride, stride, c, o).transpose(0, 2, 1, 3, 4, 5)
+    return k.reshape(bh * stride, bw * stride, c, o)[:kh, :kw]
 
 
 def _window_sum(v: jax.Array, size: int) -> jax.Array:
@@ -102,34 +155,80 @@ def lrn(x: jax.Array) -> jax.Array:
     return _lrn_fwd(x)[0]
 
 
-_LRN_SIZE, _LRN_ALPHA, _LRN_BETA = 5, 1e-4, 0.75
+_LRN_SIZE, _LRN_ALPHA, _LRN_BETA = 5, 1e-4, 0.75  # _pow_minus_beta assumes 0.75
 
 
 def _lrn_fwd(x):
     scale = 1.0 + (_LRN_ALPHA / _LRN_SIZE) * _window_sum(x * x, _LRN_SIZE)
-    y = x * scale ** -_LRN_BETA
+    y = x * _pow_minus_beta(scale)
     return y, (x, y, scale)
+
+
+def _pow_minus_beta(s: jax.Array) -> jax.Array:
+    """``s ** -beta`` for Caffe's beta = 0.75 as rsqrt(s) * rsqrt(sqrt(s)): cheap square roots
+    instead of exp(log), which made the LRN forward pass 1.6x slower on CPU."""
+    return lax.rsqrt(s) * lax.rsqrt(lax.sqrt(s))
 
 
 def _lrn_bwd(res, g):
     # Caffe's LRN backward: one window sum instead of autodiff's chain through the power.
     x, y, scale = res
     coeff = 2.0 * _LRN_ALPHA * _LRN_BETA / _LRN_SIZE
-    return (g * scale ** -_LRN_BETA - coeff * x * _window_sum(g * y / scale, _LRN_SIZE),)
+    return (g * _pow_minus_beta(scale) - coeff * x * _window_sum(g * y / scale, _LRN_SIZE),)
 
 
 lrn.defvjp(_lrn_fwd, _lrn_bwd)
 
 
-def max_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
-    """3x3 stride-2 max pooling; ``ceil_mode`` rounds the output size up as Caffe does."""
-    h, w = x.shape[1:3]
-    pads = []
-    for n in (h, w):
+def _pool_geometry(x: jax.Array, ceil_mode: bool) -> tuple[list[int], list[int]]:
+    """Output sizes and bottom/right padding (negative: cropping) of 3x3 stride-2 pooling."""
+    outs, pads = [], []
+    for n in x.shape[1:3]:
         out = (math.ceil if ceil_mode else math.floor)((n - 3) / 2) + 1
-        pads.append((0, (out - 1) * 2 + 3 - n))
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
-                             [(0, 0), *pads, (0, 0)])
+        outs.append(out)
+        pads.append((out - 1) * 2 + 3 - n)
+    return outs, pads
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
+    """3x3 stride-2 max pooling; ``ceil_mode`` rounds the output size up as Caffe does.
+
+    The backward pass routes each gradient to the first maximum of its window (as XLA's
+    select-and-scatter and PyTorch do) with nine strided placements, about 4x faster on XLA:CPU
+    than select-and-scatter.
+    """
+    return _max_pool_fwd(x, ceil_mode)[0]
+
+
+def _max_pool_fwd(x, ceil_mode):
+    _, (ph, pw) = _pool_geometry(x, ceil_mode)
+    out = lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+                            [(0, 0), (0, ph), (0, pw), (0, 0)])
+    return out, (x, out)
+
+
+def _max_pool_bwd(ceil_mode, res, g):
+    x, out = res
+    (oh, ow), (ph, pw) = _pool_geometry(x, ceil_mode)
+    n, h, w, c = x.shape
+    edges = [(0, 0, 0), (0, ph, 0), (0, pw, 0), (0, 0, 0)]  # negative: floor mode crops
+    xp = lax.pad(x, jnp.array(-jnp.inf, x.dtype), edges)
+    taken = jnp.zeros(out.shape, bool)
+    dx = jnp.zeros((n, h + ph, w + pw, c), g.dtype)
+    zero = jnp.zeros((), g.dtype)
+    for i in range(3):
+        for j in range(3):
+            hit = (xp[:, i:i + 2 * oh - 1:2, j:j + 2 * ow - 1:2] == out) & ~taken
+            taken = taken | hit
+            # Window offset (i, j) of output (y, x) is input (2y + i, 2x + j): interior padding.
+            dx = dx + lax.pad(jnp.where(hit, g, zero), zero,
+                              [(0, 0, 0), (i, h + ph - i - 2 * oh + 1, 1),
+                               (j, w + pw - j - 2 * ow + 1, 1), (0, 0, 0)])
+    return (lax.pad(dx, zero, [(lo, -hi, i) for lo, hi, i in edges]),)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
