@@ -11,6 +11,7 @@ checkpoint. Results: <workdir>/results.json, metrics.jsonl, figures/.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from absl import app, flags
 
@@ -60,7 +61,10 @@ def main(argv: list[str]) -> int:
     f = flags.FLAGS
     if not f.app:
         raise app.UsageError("--app is required (pe, polyp, frames or cimt)")
-    from ftjax import parallel, trainer  # noqa: PLC0415 (after flags: jax starts here)
+    from ftjax import parallel, trainer  # noqa: PLC0415
+
+    # absl runs at INFO: keep jax's backend probing ("Unable to initialize backend 'tpu'") quiet.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
     parallel.initialize(f.distributed)
     try:

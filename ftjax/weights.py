@@ -435,6 +435,11 @@ def verify(path: Path, source: Source) -> None:
                            f"again from {source.url}")
 
 
+def _hash_text(source: Source) -> str:
+    full = len(hashlib.new(source.hash_name).hexdigest())
+    return ("" if len(source.hash_value) == full else "starting ") + source.hash_value
+
+
 def download(source: Source, dest: Path, progress: bool = True) -> Path:
     """Fetch ``source`` to ``dest`` via a ``.part`` file; only a verified file gets its name."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -456,7 +461,7 @@ def download(source: Source, dest: Path, progress: bool = True) -> Path:
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         raise WeightsError(
             f"could not download {source.url} ({e}). Fetch it on a machine that is online "
-            f"({source.hash_name} starting {source.hash_value}) and put it at {dest}") from e
+            f"({source.hash_name} {_hash_text(source)}) and put it at {dest}") from e
     finally:
         Path(tmp).unlink(missing_ok=True)
     return dest
