@@ -80,9 +80,12 @@ class _Log:
 
 
 def _check_workdir(config: TrainConfig, workdir: Path) -> None:
-    """A workdir belongs to one configuration: resuming is allowed, mixing runs is not."""
+    """A workdir belongs to one configuration: resuming is allowed, mixing runs is not. A workdir
+    whose run never reached a checkpoint (say, it stopped on bad --data) takes the new one."""
     path = workdir / "config.json"
-    if path.exists():
+    started = any(p.name.isdigit() for d in ("latest", "best")
+                  for p in (workdir / "checkpoints" / d).glob("*"))
+    if path.exists() and started:
         old = TrainConfig.from_json(path.read_text())
         if old.result_fields() != config.result_fields():
             diff = {k: (v, config.result_fields()[k]) for k, v in old.result_fields().items()

@@ -170,3 +170,12 @@ def test_shallow_tuning_caches_the_frozen_trunk(tmp_path, capsys):
         np.testing.assert_array_equal(params[layer]["kernel"], trunk[layer]["kernel"])
     assert not np.array_equal(params["fc7"]["kernel"], trunk["fc7"]["kernel"])
     assert 0 <= results["test"]["auc"] <= 1
+
+
+def test_a_workdir_without_checkpoints_takes_a_corrected_configuration(tmp_path):
+    """A first attempt that failed before training (bad data, no weights) does not lock the
+    workdir: the corrected command runs there."""
+    with pytest.raises(ValueError, match="balanced patches, fewer than one batch"):
+        trainer.train_and_evaluate(_config(batch_size=4096, epochs=1), tmp_path, quiet=True)
+    results = trainer.train_and_evaluate(_config(epochs=1), tmp_path, quiet=True)
+    assert results["config"]["batch_size"] == 16
