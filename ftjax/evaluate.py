@@ -33,8 +33,7 @@ def predict(model: AlexNet, params: Any, fetch: Callable[[np.ndarray], np.ndarra
     out = []
     for lo in range(0, n, chunk):
         patches = fetch(np.arange(lo, min(n, lo + chunk)))
-        out.append(scoring.score_candidates(model.apply, {"params": params}, patches,
-                                            variant=model.variant, size=size, chunk_size=chunk))
+        out.append(scoring.score_candidates(model, params, patches, size=size, chunk_size=chunk))
     if not out:
         return np.zeros((0, model.num_classes), np.float32)
     return np.concatenate(out)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ftjax.models.alexnet import input_size
+from ftjax.models.alexnet import AlexNet, input_size
 from ftjax.weights import preprocess
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
@@ -53,10 +53,13 @@ def _score_chunk(apply_fn: ApplyFn, variables: Any, chunk: jax.Array, variant: s
     return jax.vmap(one_candidate)(chunk)
 
 
-def score_candidates(apply_fn: ApplyFn, variables: Any, patches: np.ndarray | jax.Array, *,
-                     variant: str = "caffe", size: int | None = None,
-                     chunk_size: int | None = None) -> np.ndarray:
+def score_candidates(apply_fn: ApplyFn | AlexNet, variables: Any,
+                     patches: np.ndarray | jax.Array, *, variant: str = "caffe",
+                     size: int | None = None, chunk_size: int | None = None) -> np.ndarray:
     """Mean softmax probabilities per candidate: ``[C, K, H, W, ch]`` uint8 -> ``[C, classes]``.
+
+    ``score_candidates(model, params, patches)`` with an ``AlexNet`` and its params tree is the
+    short form (the variant is the model's); the general form follows.
 
     ``apply_fn(variables, images) -> logits`` runs the network on preprocessed NHWC float32 input,
     e.g. ``model.apply`` with ``variables={"params": params}``. It is a static argument of the
@@ -67,6 +70,8 @@ def score_candidates(apply_fn: ApplyFn, variables: Any, patches: np.ndarray | ja
     the positive score is column 1. No candidates (``C == 0``) gives an empty ``[0, classes]``
     result, so a case without candidates needs no special handling; ``K == 0`` is an error.
     """
+    if isinstance(apply_fn, AlexNet):
+        apply_fn, variables, variant = apply_fn.apply, {"params": variables}, apply_fn.variant
     if patches.ndim != 5 or patches.shape[-1] not in (1, 3):
         raise ValueError("expected candidate patches [C, K, H, W, ch] with ch 1 or 3, got shape "
                          f"{patches.shape}")

@@ -129,6 +129,7 @@ def test_alexnet_scores_equal_a_plain_loop():
     variables = {"params": params}
     patches = np.random.default_rng(3).integers(0, 256, (2, 2, 30, 30, 3), dtype=np.uint8)
     got = score_candidates(model.apply, variables, patches)
+    np.testing.assert_array_equal(score_candidates(model, params, patches), got)  # short form
     apply_one = jax.jit(model.apply)
     want = loop_scores(apply_one, variables, patches, 227)
     assert np.abs(want[:, 1] - 0.5).max() > 0.05
