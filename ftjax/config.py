@@ -7,6 +7,7 @@ import dataclasses
 import json
 from typing import Any
 
+from ftjax.apps import train_presets
 from ftjax.layerwise import TUNE_FROM
 from ftjax.models.alexnet import VARIANTS, input_size
 
@@ -100,8 +101,6 @@ def make_config(app: str, preset: str = "smoke", **overrides: Any) -> TrainConfi
     if preset not in PRESETS:
         raise ValueError(f"invalid configuration: preset={preset!r}; expected one of "
                          f"{tuple(PRESETS)}")
-    from ftjax.apps import train_presets  # noqa: PLC0415 (apps import the trainer's pieces)
-
     given = {k: v for k, v in overrides.items() if v is not None}
     app_defaults = train_presets(app).get(preset, {})
     return TrainConfig(app=app, preset=preset, **(PRESETS[preset] | app_defaults | given))

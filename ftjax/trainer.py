@@ -20,9 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import flax
 import jax
 import numpy as np
+import optax
 
+import ftjax
 from ftjax import layerwise, parallel, scoring, weights
 from ftjax.apps import Application, PatchSource, make_app
 from ftjax.checkpoint import Checkpoints
@@ -98,11 +101,6 @@ def _check_workdir(config: TrainConfig, workdir: Path) -> None:
 
 
 def _versions() -> dict[str, str]:
-    import flax  # noqa: PLC0415
-    import optax  # noqa: PLC0415
-
-    import ftjax  # noqa: PLC0415
-
     return {"ftjax": ftjax.__version__, "jax": jax.__version__, "flax": flax.__version__,
             "optax": optax.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "backend": jax.default_backend(),
@@ -167,7 +165,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     ckpt = Checkpoints(workdir)
     host_state = {"params": params, "opt_state": optimizer.init(trainable)}
     meta = {"step": 0, "best_auc": -1.0, "best_epoch": -1, "bad_epochs": 0, "epoch_done": 0}
-    restored = ckpt.restore("latest", jax.tree.map(np.asarray, host_state))
+    restored = ckpt.restore("latest", host_state)
     if restored is not None:
         host_state, meta = restored
         log(f"resuming from step {meta['step']} (epoch {meta['epoch_done']} done, best "
@@ -241,9 +239,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
         ckpt.wait()
 
         # Test: the best snapshot, every candidate scored by the mean over its patches.
-        best = ckpt.restore("best", jax.tree.map(np.asarray, {
+        best = ckpt.restore("best", {
             "params": layerwise.merge(*strategy.local((trainable, frozen))),
-            "opt_state": strategy.local(opt_state)}))
+            "opt_state": strategy.local(opt_state)})
         if best is None:
             raise TrainingError("no epoch finished: nothing to evaluate")
         t = time.perf_counter()

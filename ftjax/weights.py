@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import io
 import os
 import pickle
 import sys
@@ -297,7 +298,7 @@ def _read_zip(path: Path):
         if len(pkl) != 1:
             raise ValueError("no data.pkl in the archive")
         prefix = pkl[0][: -len("data.pkl")]
-        obj = _TensorUnpickler(_BytesReader(z.read(pkl[0]))).load()
+        obj = _TensorUnpickler(io.BytesIO(z.read(pkl[0]))).load()
         keys = {t.key: t.dtype for t in obj.values() if isinstance(t, _Tensor)}
         storages = {k: np.frombuffer(z.read(f"{prefix}data/{k}"), dtype=dt)
                     for k, dt in keys.items()}
@@ -323,27 +324,6 @@ def _read_legacy(path: Path):
             if storages[str(key)].size != numel:
                 raise ValueError("file ends inside a tensor's data (truncated)")
     return obj, storages
-
-
-class _BytesReader:
-    """A minimal file object over bytes for the unpickler."""
-
-    def __init__(self, data: bytes):
-        self._data, self._pos = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._data) if n < 0 else self._pos + n
-        out, self._pos = self._data[self._pos:end], min(end, len(self._data))
-        return out
-
-    def readline(self) -> bytes:
-        end = self._data.find(b"\n", self._pos)
-        return self.read(-1 if end < 0 else end - self._pos + 1)
-
-    def readinto(self, b) -> int:
-        chunk = self.read(len(b))
-        b[:len(chunk)] = chunk
-        return len(chunk)
 
 
 def convert_torchvision(path: str | os.PathLike) -> Params:

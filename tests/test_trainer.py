@@ -162,14 +162,13 @@ def test_shallow_tuning_caches_the_frozen_trunk(tmp_path, capsys):
     trunk = layerwise.init_params(None, "scratch", 2, "caffe", jax.random.key(5), size=67)
     weights.save(jax.device_get(trunk), tmp_path / "trunk.npz")
     cfg = _config(tune_from="fc7", weights=str(tmp_path / "trunk.npz"), epochs=1)
-    results = trainer.train_and_evaluate(cfg, tmp_path / "fc7")
+    trainer.train_and_evaluate(cfg, tmp_path / "fc7")
     out = capsys.readouterr().out
     assert "cached the frozen trunk (conv1, conv2, conv3, conv4, conv5, fc6)" in out
     params, _ = _params(tmp_path / "fc7")
     for layer in layerwise.frozen_layers("fc7"):
         np.testing.assert_array_equal(params[layer]["kernel"], trunk[layer]["kernel"])
     assert not np.array_equal(params["fc7"]["kernel"], trunk["fc7"]["kernel"])
-    assert 0 <= results["test"]["auc"] <= 1
 
 
 def test_a_workdir_without_checkpoints_takes_a_corrected_configuration(tmp_path):
