@@ -20,10 +20,10 @@ import jax
 import numpy as np
 
 from ftjax import scoring
-from ftjax.apps.pe import PRESETS, PEApp
-from ftjax.data.toboggan import evaluate_generator, find_candidates, lumen_mask
+from ftjax.apps.pe.app import PRESETS, PEApp
+from ftjax.apps.pe.toboggan import evaluate_generator, find_candidates, lumen_mask
+from ftjax.apps.pe.vessel import vessel_axes, vessel_patches
 from ftjax.models import AlexNet
-from ftjax.patches.vessel import vessel_axes, vessel_patches
 
 
 def main() -> None:

@@ -1,44 +1,16 @@
-"""Case splits, class-balanced epochs and batches: everything derived from (seed, epoch) alone, so
-a resumed run sees exactly the data order of an uninterrupted one."""
+"""Class-balanced epochs, batches and prefetching: everything derived from (seed, epoch) alone,
+so a resumed run sees exactly the data order of an uninterrupted one."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import numpy as np
 
 T = TypeVar("T")
-
-
-def _rng(seed: int, *stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *stream])
-
-
-def subsample_cases(cases: Sequence[str], fraction: float, seed: int) -> list[str]:
-    """Keep a seeded ``fraction`` of whole cases (the paper's reduced training sets)."""
-    if fraction >= 1:
-        return list(cases)
-    keep = max(2, round(fraction * len(cases)))
-    chosen = _rng(seed, 1).choice(len(cases), size=min(keep, len(cases)), replace=False)
-    return [cases[i] for i in sorted(chosen)]
-
-
-def split_cases(cases: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str],
-                                                                                list[str]]:
-    """Split cases (never patches) into train/validation: one case is never on both sides."""
-    if len(set(cases)) != len(cases):
-        raise ValueError("case ids must be unique")
-    if len(cases) < 2:
-        raise ValueError(f"need at least 2 training cases to hold some out for validation, got "
-                         f"{len(cases)}")
-    n_val = min(len(cases) - 1, max(1, round(val_fraction * len(cases))))
-    order = _rng(seed, 2).permutation(len(cases))
-    val = sorted(order[:n_val])
-    fit = sorted(order[n_val:])
-    return [cases[i] for i in fit], [cases[i] for i in val]
 
 
 def balanced_epoch(labels: np.ndarray, seed: int, epoch: int) -> np.ndarray:
@@ -49,7 +21,7 @@ def balanced_epoch(labels: np.ndarray, seed: int, epoch: int) -> np.ndarray:
     if pos.size == 0 or neg.size == 0:
         raise ValueError(f"training patches need both classes: {pos.size} positive, "
                          f"{neg.size} negative")
-    rng = _rng(seed, 3, epoch)
+    rng = np.random.default_rng([seed, 3, epoch])
     if neg.size > pos.size:
         neg = rng.choice(neg, size=pos.size, replace=False)
     return rng.permutation(np.concatenate([pos, neg]))

@@ -26,17 +26,25 @@ import numpy as np
 import optax
 
 import ftjax
+from ftjax import config as run_config
 from ftjax import layerwise, parallel, scoring, weights
-from ftjax.apps import Application, PatchSource, make_app
+from ftjax.apps import Application, PatchSource, make_app, train_presets
 from ftjax.checkpoint import Checkpoints
 from ftjax.config import TrainConfig
+from ftjax.data.splits import split_cases, subsample_cases
 from ftjax.evaluate import _write_json, positive_auc, predict, test_metrics
-from ftjax.input_pipeline import balanced_epoch, batches, prefetch, split_cases, subsample_cases
+from ftjax.input_pipeline import balanced_epoch, batches, prefetch
 from ftjax.models import AlexNet
 
 
 class TrainingError(RuntimeError):
     """A run that cannot go on (diverged loss, a workdir of another run, ...)."""
+
+
+def make_config(app: str, preset: str = "smoke", **overrides: Any) -> TrainConfig:
+    """The run's config: the trainer's ``preset``, the application's own values for it (its
+    ``presets.TRAIN``), then explicit ``overrides`` (None values ignored)."""
+    return run_config.make_config(app, preset, train_presets(app), **overrides)
 
 
 def load_pretrained(config: TrainConfig) -> layerwise.Params | None:

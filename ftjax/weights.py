@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
+from ftjax.cache import cache_dir
 from ftjax.models.alexnet import _CONVS, LAYERS, VARIANTS, _check_variant
 
 Params = dict[str, dict[str, np.ndarray]]
@@ -388,11 +389,6 @@ def checksum(params: Mapping) -> str:
 
 
 # ----------------------------------------------------------------------------- cache & download
-def cache_dir() -> Path:
-    """``$FTJAX_CACHE``, else ``~/.cache/ftjax``."""
-    return Path(os.environ.get("FTJAX_CACHE") or Path.home() / ".cache" / "ftjax")
-
-
 def converted_path(variant: str) -> Path:
     """Where :func:`pretrained` keeps the converted ImageNet params of ``variant``."""
     return cache_dir() / f"alexnet_{variant}_imagenet.npz"

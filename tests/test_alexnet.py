@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.torch_reference import build, layer_module
 from ftjax import weights
 from ftjax.models import LAYERS, AlexNet, alexnet, input_size
 from ftjax.models.alexnet import layer_range, lrn
-from ftjax.torch_reference import build, layer_module
 
 
 def _torch_layers(net, where):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ftjax.data import synthetic_ct
-from ftjax.data.ct import CTDataError, CTScan
-from ftjax.data.synthetic_ct import synthetic_scan, synthetic_scan_with_truth
+from ftjax.apps.pe import synthetic as synthetic_ct
+from ftjax.apps.pe.ct import CTDataError, CTScan
+from ftjax.apps.pe.synthetic import synthetic_scan, synthetic_scan_with_truth
 
 
 def _scan(**overrides):

@@ -5,7 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-from ftjax.input_pipeline import balanced_epoch, batches, prefetch, split_cases, subsample_cases
+from ftjax.data.splits import split_cases, subsample_cases
+from ftjax.input_pipeline import balanced_epoch, batches, prefetch
 
 
 def test_split_is_by_case_seeded_and_disjoint():

@@ -15,15 +15,15 @@ from test_pe_readers import _write_cadpe
 
 from ftjax import trainer
 from ftjax.apps import Application, CandidateSource, PatchSource
-from ftjax.apps import pe as pe_app
-from ftjax.apps.pe import PEApp, PECandidates, PESettings, case_hits, make
-from ftjax.config import make_config
+from ftjax.apps.pe import app as pe_app
+from ftjax.apps.pe.app import PEApp, PECandidates, PESettings, case_hits, make
+from ftjax.apps.pe.readers import PEDataError
+from ftjax.apps.pe.synthetic import synthetic_scan
+from ftjax.apps.pe.toboggan import find_candidates
+from ftjax.apps.pe.vessel import vessel_axes, vessel_patches
 from ftjax.data.patch_dataset import stratified_counts
-from ftjax.data.pe_readers import PEDataError
-from ftjax.data.synthetic_ct import synthetic_scan
-from ftjax.data.toboggan import find_candidates
 from ftjax.metrics import froc_from_cases, sensitivity_at
-from ftjax.patches.vessel import vessel_axes, vessel_patches
+from ftjax.trainer import make_config
 
 # 6 scans of 24 x 48 x 48 voxels: 4 train (the trainer holds 1 out) and 2 test patients;
 # 4 patches of 16 px per candidate.
@@ -105,7 +105,7 @@ def test_labels_and_patches_agree_with_the_clot_masks(app):
     r = int(np.flatnonzero(train.labels == 1)[0])
     scan = app.load_scan(str(train.cases[r]))
     cands = find_candidates(scan.hu, scan.spacing)
-    from ftjax.data.toboggan import lumen_mask  # noqa: PLC0415
+    from ftjax.apps.pe.toboggan import lumen_mask  # noqa: PLC0415
 
     axes = vessel_axes(cands, scan.spacing, lumen_mask(scan.hu, scan.spacing))
     c = train.candidates[r]

@@ -8,7 +8,7 @@ import scipy.io
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from ftjax.data.pe_readers import (
+from ftjax.apps.pe.readers import (
     PEDataError,
     list_cases,
     load_case,

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from ftjax.data.synthetic_ct import synthetic_scan
-from ftjax.data.toboggan import (
+from ftjax.apps.pe.synthetic import synthetic_scan
+from ftjax.apps.pe.toboggan import (
     Candidates,
     TobogganConfig,
     candidate_labels,

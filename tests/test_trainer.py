@@ -16,8 +16,8 @@ import pytest
 
 from ftjax import parallel, trainer
 from ftjax.checkpoint import Checkpoints
-from ftjax.config import make_config
 from ftjax.evaluate import evaluate_run
+from ftjax.trainer import make_config
 
 TESTS = Path(__file__).parent
 # Small network input (67 px: pool5 is 1x1) and random weights keep every step fast on CPU.

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ftjax.data.toboggan import Candidates
-from ftjax.patches import perpendicular_basis, vessel_axes, vessel_patches
+from ftjax.apps.pe.toboggan import Candidates
+from ftjax.apps.pe.vessel import perpendicular_basis, vessel_axes, vessel_patches
 
 INSIDE_HU, OUTSIDE_HU = 400.0, -1000.0
 INSIDE_U8 = (INSIDE_HU + 1000.0) / 2000.0 * 255.0  # grey level of the cylinder, default window

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.torch_reference import build
 from ftjax import weights
-from ftjax.torch_reference import build
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from experiments.torch_reference import build, layer_module
 from ftjax import layerwise
 from ftjax.models import AlexNet, input_size
-from ftjax.torch_reference import build, layer_module
 
 CLASSES = 2
 

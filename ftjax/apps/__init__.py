@@ -1,9 +1,15 @@
-"""The applications: a registry from name to factory; each app lives in its own module."""
+"""The applications: a registry from name to package.
+
+Each application is one package, ``ftjax/apps/<name>/``, with ``app.py`` (its factory ``make``) and
+``presets.py`` (its trainer presets and study facts, plain data): adding one touches its package
+and one line here."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any
 
 from ftjax.apps.protocol import (
     Application,
@@ -13,39 +19,50 @@ from ftjax.apps.protocol import (
     PatchSource,
 )
 
-# name -> "module:factory"; a factory is ``make(data, preset, seed) -> Application``.
-_REGISTRY: dict[str, str | Callable[..., Application]] = {}
+# name -> package holding app.py (``make``) and presets.py (``TRAIN``).
+_PACKAGES: dict[str, str] = {
+    "pe": "ftjax.apps.pe",
+}
 PAPER_APPS = ("pe", "polyp", "frames", "cimt")
 
 
-def register(name: str, factory: str | Callable[..., Application]) -> None:
-    """Make ``--app=name`` available (a callable, or a lazy ``"module:function"`` path)."""
-    _REGISTRY[name] = factory
-
-
-def _factory(name: str) -> Callable[..., Application]:
-    if ":" in name and name not in _REGISTRY:
-        register(name, name)
-    if name not in _REGISTRY:
-        known = ", ".join(available()) or "none"
-        later = f" ('{name}' is one of the paper's applications, not implemented yet)" \
-            if name in PAPER_APPS else ""
-        raise ValueError(f"unknown app {name!r}{later}; available: {known}")
-    factory = _REGISTRY[name]
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory
-
-
-def train_presets(name: str) -> dict[str, dict]:
-    """The app's own trainer defaults per preset (its factory's ``train_presets`` attribute), e.g.
-    fewer epochs for a large smoke data set; the command line still overrides them."""
-    return dict(getattr(_factory(name), "train_presets", {}))
+class UnknownApp(ValueError):
+    """``--app`` names no application."""
 
 
 def available() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
+    return tuple(sorted(_PACKAGES))
+
+
+def _module(path: str) -> ModuleType:
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError as e:
+        raise UnknownApp(f"--app: cannot import {path!r} ({e})") from e
+
+
+def _factory(name: str) -> Callable[..., Application]:
+    """``make`` of a registered app, or a user's ``module:function``."""
+    if name in _PACKAGES:
+        return _module(f"{_PACKAGES[name]}.app").make
+    module, sep, attr = name.partition(":")
+    if not sep:
+        later = f" ('{name}' is one of the paper's applications, not implemented yet)" \
+            if name in PAPER_APPS else ""
+        raise UnknownApp(f"unknown app {name!r}{later}; available: {', '.join(available())}, "
+                         "or module:function for your own")
+    factory = getattr(_module(module), attr, None)
+    if not callable(factory):
+        raise UnknownApp(f"--app={name}: {module!r} has no application factory {attr!r}")
+    return factory
+
+
+def train_presets(name: str) -> Mapping[str, Mapping[str, Any]]:
+    """The app's trainer values per preset: ``presets.TRAIN`` of a registered app, or the
+    ``train_presets`` attribute of a user's factory."""
+    if name in _PACKAGES:
+        return _module(f"{_PACKAGES[name]}.presets").TRAIN
+    return dict(getattr(_factory(name), "train_presets", {}))
 
 
 def make_app(name: str, data: str = "synthetic", preset: str = "smoke",
@@ -57,7 +74,5 @@ def make_app(name: str, data: str = "synthetic", preset: str = "smoke",
     return _factory(name)(data=data, preset=preset, seed=seed)
 
 
-register("pe", "ftjax.apps.pe:make")
-
 __all__ = ["Application", "ArrayCandidates", "ArrayPatches", "CandidateSource", "PatchSource",
-           "available", "make_app", "register", "train_presets"]
+           "UnknownApp", "available", "make_app", "train_presets"]

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ftjax import weights
+from ftjax.cache import cache_dir
 
 FORMAT_VERSION = 1
 META = "meta.json"
@@ -151,7 +151,7 @@ def _jsonable(x: Any) -> Any:
 
 def cache_path(spec: DatasetSpec) -> Path:
     """``$FTJAX_CACHE/datasets/<app>/<key>``."""
-    return weights.cache_dir() / "datasets" / spec.app / spec.key()
+    return cache_dir() / "datasets" / spec.app / spec.key()
 
 
 # ------------------------------------------------------------------------------- sampling

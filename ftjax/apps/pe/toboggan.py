@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ftjax.data.ct import CTScan
+from ftjax.apps.pe.ct import CTScan
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,7 @@ def evaluate_generator(
 
 def _main() -> None:
     """Report generator sensitivity and candidates/scan on SYNTHETIC scans (no real data)."""
-    from ftjax.data.synthetic_ct import synthetic_scan
+    from ftjax.apps.pe.synthetic import synthetic_scan
 
     parser = argparse.ArgumentParser(description=_main.__doc__)
     parser.add_argument("--scans", type=int, default=10)

@@ -4,8 +4,8 @@
     python -m ftjax.train --app=pe --data=cadpe:/data/CAD-PE --preset=paper
 
 Scans (SYNTHETIC by default, or CAD-PE / FUMPE on disk) are split by patient into train and test;
-tobogganing finds the candidates of every scan (``ftjax.data.toboggan``); each candidate is shown
-as 54 vessel-aligned patches (``ftjax.patches.vessel``); the patches are cut once and cached as a
+tobogganing finds the candidates of every scan (``ftjax.apps.pe.toboggan``); each candidate is shown
+as 54 vessel-aligned patches (``ftjax.apps.pe.vessel``); the patches are cut once and cached as a
 TFDS data set (``ftjax.data.patch_dataset``). A candidate is a true PE candidate when its centre
 lies in a clot of the instance mask; the clot it hits and every scan's number of clots are stored
 at generation time, so ``evaluate`` can build the per-scan hits: the FROC of sensitivity per PE
@@ -27,9 +27,18 @@ from typing import Any
 
 import numpy as np
 
+from ftjax.apps.pe import readers as pe_readers
+from ftjax.apps.pe.ct import CTScan
+from ftjax.apps.pe.synthetic import synthetic_scan
+from ftjax.apps.pe.toboggan import (
+    GeneratorStats,
+    TobogganConfig,
+    candidate_labels,
+    find_candidates,
+    lumen_mask,
+)
+from ftjax.apps.pe.vessel import vessel_axes, vessel_patches
 from ftjax.apps.protocol import ArrayPatches
-from ftjax.data import pe_readers
-from ftjax.data.ct import CTScan
 from ftjax.data.patch_dataset import (
     CaseTable,
     DatasetSpec,
@@ -38,21 +47,12 @@ from ftjax.data.patch_dataset import (
     TrainingRecords,
     build_or_load,
 )
-from ftjax.data.synthetic_ct import synthetic_scan
-from ftjax.data.toboggan import (
-    GeneratorStats,
-    TobogganConfig,
-    candidate_labels,
-    find_candidates,
-    lumen_mask,
-)
-from ftjax.input_pipeline import split_cases
+from ftjax.data.splits import split_cases
 from ftjax.metrics import CaseHits, compare_froc, froc_from_cases
-from ftjax.patches.vessel import vessel_axes, vessel_patches
 
-DATASETS = ("cadpe", "fumpe")  # the readers of ftjax.data.pe_readers
+DATASETS = ("cadpe", "fumpe")  # the readers of ftjax.apps.pe.readers
 FP_RATES = (1.0, 2.0, 3.0, 4.0, 5.0)  # [paper] operating points, false positives per volume
-SYNTHETIC_NOTE = ("SYNTHETIC CTPA volumes (ftjax.data.synthetic_ct): a demonstration of the "
+SYNTHETIC_NOTE = ("SYNTHETIC CTPA volumes (ftjax.apps.pe.synthetic): a demonstration of the "
                   "pipeline, not patients and not a medical finding")
 _SEEDS_PER_APP_SEED = 100_000  # synthetic scan i of app seed s is synthetic_scan(s * this + i)
 # Per-candidate fields stored with the test records (and read back by evaluate).
@@ -127,7 +127,7 @@ class PESettings:
         return len(self.widths_mm) * len(self.shift_fractions) * self.rotations
 
     def augmentation(self, width: int, shift: int, rotation: int) -> int:
-        """Index of one patch in a candidate's K (ftjax.patches.vessel's order)."""
+        """Index of one patch in a candidate's K (ftjax.apps.pe.vessel's order)."""
         grid = (len(self.widths_mm), len(self.shift_fractions), self.rotations)
         return int(np.ravel_multi_index((width, shift, rotation), grid))
 
@@ -377,11 +377,3 @@ def make(data: str = "synthetic", preset: str = "smoke", seed: int = 0) -> PEApp
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} for the PE app; expected {tuple(PRESETS)}")
     return PEApp(data, PRESETS[preset], seed)
-
-
-# Trainer defaults per preset (the command line still overrides them). Smoke: batch 8 [assumed; the
-# paper reports no batch size] gives the ~250 SGD steps a 5-minute CPU run can afford at the
-# paper's learning rate; at batch 32 (93 steps) a scratch network stayed at chance (validation AUC
-# 0.44) and at batch 8 it reaches 0.90. Paper: 8 candidates x 54 patches per scoring call keeps the
-# activations near 1.5 GB.
-make.train_presets = {"smoke": {"batch_size": 8, "epochs": 2}, "paper": {"eval_chunk": 8}}

@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ftjax.data.ct import perpendicular_basis
-from ftjax.data.toboggan import Candidates
+from ftjax.apps.pe.ct import perpendicular_basis
+from ftjax.apps.pe.toboggan import Candidates
 
 _PAD_HU = -1000.0
 

@@ -33,7 +33,7 @@ from pydicom.errors import InvalidDicomError
 from scipy import ndimage
 from scipy.io.matlab import MatReadError
 
-from ftjax.data.ct import CTDataError, CTScan
+from ftjax.apps.pe.ct import CTDataError, CTScan
 
 
 class PEDataError(CTDataError):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ftjax.data.ct import CTScan, perpendicular_basis
+from ftjax.apps.pe.ct import CTScan, perpendicular_basis
 
 _AIR_HU = -1000.0
 
