@@ -19,9 +19,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from flax import linen as nn
 
-from ftjax.models.alexnet import INIT_BIAS, INIT_STD, LAYERS, AlexNet, input_size
+from ftjax.models.alexnet import DROPOUT_BEFORE, INIT_BIAS, INIT_STD, LAYERS, AlexNet, input_size
 
 Params = dict[str, dict[str, jax.Array]]
 Batch = Mapping[str, jax.Array]
@@ -204,15 +203,19 @@ def make_optimizer(tune_from: str, steps_per_epoch: int,
 
 
 # ----------------------------------------------------------------------------- loss and step
-def _dropout_lost_by_cache(model: AlexNet, start: str) -> bool:
-    """Whether the block before ``start`` ends in dropout (Caffe's fc6/fc7, see ``AlexNet.block``).
+def cached_start(tune_from: str, variant: str) -> str:
+    """The block a training step starts from when the frozen trunk below it is cached.
 
-    Caffe keeps dropout on frozen layers while training; features cached with ``train=False``
-    lack it, so the step re-applies it to them.
+    Usually the first trainable layer. But features cached in inference mode lack the dropout
+    Caffe keeps applying to frozen layers in training, and dropout inside the frozen range changes
+    what the layers above it see: so the step starts at the first frozen block with input dropout
+    (``DROPOUT_BEFORE``) when there is one (Caffe ``fc8``: the step runs the frozen fc7 with fc6's
+    dropout; its parameters are not differentiated). ``"conv1"``: nothing can be cached.
     """
-    i = LAYERS.index(start)
-    return (model.variant == "caffe" and model.dropout_rate > 0 and i > 0
-            and LAYERS[i - 1] in ("fc6", "fc7"))
+    first = first_trainable_layer(tune_from)
+    with_dropout = [layer for layer in frozen_layers(tune_from)
+                    if layer in DROPOUT_BEFORE[variant]]
+    return with_dropout[0] if with_dropout else first
 
 
 def make_loss_fn(model: AlexNet, *, start: str = "conv1",
@@ -222,23 +225,18 @@ def make_loss_fn(model: AlexNet, *, start: str = "conv1",
 
     ``batch = {"inputs", "labels"}`` (integer labels). ``start="conv1"``: inputs are images, passed
     through ``prepare`` first (e.g. ``ftjax.scoring.prepare`` for uint8 patches; ``None`` = already
-    network input). ``start=first_trainable_layer(t)``: inputs are the cached output of the frozen
-    trunk (``model.apply(..., stop=frozen_layers(t)[-1])``); ``frozen`` may then be empty. Dropout
-    draws from ``rng`` (cached features: ``fold_in(rng, 1)`` for the trunk's missing dropout).
+    network input). ``start=cached_start(t, variant)``: inputs are the cached output of the block
+    before it (``model.apply(..., stop=...)``, inference mode). Dropout draws from ``rng``; each
+    block's masks depend on the block alone, so both forms compute the same loss.
     """
     if start not in LAYERS:
         raise ValueError(f"unknown start layer {start!r}; expected one of {LAYERS}")
     if prepare is not None and start != LAYERS[0]:
         raise ValueError(f"prepare applies to images, but start={start!r} takes cached features")
-    reapply_dropout = _dropout_lost_by_cache(model, start)
-
     def loss_fn(trainable: Params, frozen: Params, batch: Batch, rng: jax.Array):
         x = batch["inputs"]
         if prepare is not None:
             x = prepare(x)
-        if reapply_dropout:
-            x = nn.Dropout(model.dropout_rate, deterministic=False).apply(
-                {}, x, rngs={"dropout": jax.random.fold_in(rng, 1)})
         logits = model.apply({"params": merge(trainable, frozen)}, x, train=True, start=start,
                              rngs={"dropout": rng})
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()

@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -247,24 +248,38 @@ def test_jitted_steps_leave_frozen_layers_bit_identical(small_net):
     assert state_size == sum(a.size for a in jax.tree.leaves(trainable))
 
 
-def test_step_on_cached_trunk_matches_full_step(small_net):
-    _, params, batch = small_net
-    model = AlexNet(num_classes=3, dropout_rate=0.0)  # dropout masks differ between the paths
-    tune_from = "fc6"
-    prep = functools.partial(prepare, variant="caffe", size=SMALL)
+@pytest.mark.parametrize("variant, tune_from, start", [
+    ("caffe", "fc8", "fc7"),  # fc6's dropout sits inside the frozen range: the step runs fc7
+    ("caffe", "fc7", "fc7"),
+    ("caffe", "fc6", "fc6"),
+    ("torchvision", "fc8", "fc6"),
+])
+def test_step_on_cached_trunk_is_the_full_step_dropout_included(small_net, variant, tune_from,
+                                                                start):
+    """With dropout on (0.5, as in training), a step on cached trunk features draws the same
+    masks and makes the same update as the step on images: caching is only a speed-up."""
+    _, caffe_params, batch = small_net
+    model = AlexNet(num_classes=3, variant=variant)
+    params = caffe_params if variant == "caffe" else lw.init_params(
+        None, "scratch", 3, variant, jax.random.key(4), size=SMALL)
+    assert lw.cached_start(tune_from, variant) == start
+    prep = functools.partial(prepare, variant=variant, size=SMALL)
     opt = lw.make_optimizer(tune_from, steps_per_epoch=10)
     trainable, frozen = lw.split(params, tune_from)
     state = opt.init(trainable)
     rng = jax.random.key(2)
-    # Eager, like the first-step test: both paths then compute the trunk op for op.
-    want, _, want_metrics = lw.make_train_step(model, opt, prepare=prep)(
+    want, _, want_metrics = jax.jit(lw.make_train_step(model, opt, prepare=prep))(
         trainable, frozen, state, batch, rng)
-    features = model.apply({"params": frozen}, prep(batch["inputs"]),
-                           stop=lw.frozen_layers(tune_from)[-1])
-    cached = lw.make_train_step(model, opt, start=lw.first_trainable_layer(tune_from))
-    got, _, got_metrics = cached(trainable, {}, state, {**batch, "inputs": features}, rng)
-    np.testing.assert_allclose(got_metrics["loss"], want_metrics["loss"], rtol=1e-6)
-    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-7), got, want)
+    features = model.apply({"params": params}, prep(batch["inputs"]),
+                           stop=LAYERS[LAYERS.index(start) - 1])  # inference mode, as cached
+    cached = jax.jit(lw.make_train_step(model, opt, start=start))
+    got, _, got_metrics = cached(trainable, frozen, state, {**batch, "inputs": features}, rng)
+    np.testing.assert_allclose(got_metrics["loss"], want_metrics["loss"], rtol=1e-5)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+    # Dropout really acted: without it the update differs.
+    plain, _, _ = jax.jit(lw.make_train_step(AlexNet(3, variant, dropout_rate=0.0), opt,
+                                             prepare=prep))(trainable, frozen, state, batch, rng)
+    assert not np.allclose(plain["fc8"]["kernel"], want["fc8"]["kernel"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant, rate, dropped", [

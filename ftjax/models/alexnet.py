@@ -1,7 +1,8 @@
 """AlexNet as a pure Flax module: Caffe's BVLC AlexNet (the paper's network) and torchvision's.
 
 The network is a chain of named blocks, one per layer of the paper (conv1..conv5, fc6..fc8). A block
-is the layer plus what follows it up to the next layer (ReLU, LRN, pooling, dropout), so
+is the layer, the dropout on its input if any, and what follows it up to the next layer (ReLU, LRN,
+pooling), so
 ``apply(..., stop="conv2")`` returns exactly what conv3 consumes and ``apply(..., start="conv3")``
 continues from it: that is what frozen-trunk caching and layer-wise fine-tuning need.
 """
@@ -52,6 +53,9 @@ _CONVS = {
     },
 }
 _FC_FEATURES = 4096
+# The blocks whose input goes through dropout (0.5) in training. Caffe: after fc6's and fc7's ReLU,
+# i.e. before fc7 and fc8; torchvision: before the fc6 and fc7 Linear layers.
+DROPOUT_BEFORE = {"caffe": ("fc7", "fc8"), "torchvision": ("fc6", "fc7")}
 
 # Scratch initialisation, BVLC AlexNet's train_val.prototxt: Gaussian weights, constant biases.
 INIT_STD = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.01, "conv4": 0.01, "conv5": 0.01,
@@ -273,7 +277,9 @@ class AlexNet(nn.Module):
     """AlexNet with the paper's layer names; input is NHWC float32 already preprocessed.
 
     ``start``/``stop`` run a contiguous range of blocks: ``stop`` returns that block's output
-    (after its ReLU/LRN/pooling/dropout), ``start`` expects the previous block's output.
+    (after its ReLU/LRN/pooling), ``start`` expects the previous block's output. Dropout belongs to
+    the block it feeds (``DROPOUT_BEFORE``), so ``stop`` output is the same in training and
+    inference, and a frozen trunk cached with ``stop`` loses no dropout of its own.
     """
 
     num_classes: int = 1000
@@ -291,7 +297,11 @@ class AlexNet(nn.Module):
         self.fc6 = _dense(_FC_FEATURES, "fc6")
         self.fc7 = _dense(_FC_FEATURES, "fc7")
         self.fc8 = _dense(self.num_classes, "fc8")
-        self.dropout = nn.Dropout(self.dropout_rate)
+        # One dropout module per block that starts with dropout: its masks depend on the block
+        # alone, not on which blocks ran before, so a step started from cached trunk features
+        # draws the same masks as the whole network (no parameters: the params tree is unchanged).
+        self.dropouts = {layer: nn.Dropout(self.dropout_rate)
+                         for layer in DROPOUT_BEFORE[self.variant]}
 
     def block(self, layer: str, x: jax.Array, train: bool) -> jax.Array:
         """One layer of the paper with the operations that follow it."""
@@ -309,14 +319,10 @@ class AlexNet(nn.Module):
             return x
         if layer == "fc6":
             x = x.reshape(x.shape[0], -1)
-        if layer == "fc8":
-            return module(x)
-        if not caffe:
-            x = self.dropout(x, deterministic=not train)
-        x = nn.relu(module(x))
-        if caffe:
-            x = self.dropout(x, deterministic=not train)
-        return x
+        if layer in self.dropouts:
+            x = self.dropouts[layer](x, deterministic=not train)
+        x = module(x)
+        return x if layer == "fc8" else nn.relu(x)
 
     def __call__(self, x: jax.Array, train: bool = False, start: str = "conv1",
                  stop: str = "fc8") -> jax.Array:
