@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from ftjax import layerwise
+from ftjax.apps import ArrayCandidates
 from ftjax.models.alexnet import AlexNet
-from ftjax.scoring import prepare, score_candidates
+from ftjax.scoring import Scorer, prepare, score_candidates
 
 CAFFE_MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434])
 
@@ -136,3 +137,23 @@ def test_alexnet_scores_equal_a_plain_loop():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)
     assert jnp.isfinite(got).all()
+
+
+def test_scoring_sharded_over_8_devices_equals_one_device():
+    """The scorer splits each chunk over every local device (8 simulated CPU devices here)."""
+    assert jax.local_device_count() == 8  # tests/conftest.py
+    model = AlexNet(num_classes=3)
+    params = layerwise.init_params(None, "scratch", 3, "caffe", jax.random.key(1), size=67)
+    params["fc8"] = {**params["fc8"], "kernel": params["fc8"]["kernel"] * 300.0}
+    patches = np.random.default_rng(4).integers(0, 256, (11, 2, 12, 12, 3), dtype=np.uint8)
+    one = Scorer(model, params, size=67, chunk=5, devices=jax.local_devices()[:1])
+    eight = Scorer(model, params, size=67, chunk=5)
+    assert eight.mesh.devices.size == 8 and one.mesh.devices.size == 1
+    source = ArrayCandidates(patches, np.zeros(11, np.int32))
+    got, want = eight.score(source), one.score(source)
+    assert got.shape == (11, 3) and np.abs(want - 1 / 3).max() > 0.01
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    # The pieces for dense inference give the same numbers.
+    dense = jax.nn.softmax(eight.logits(eight.prepare(patches.reshape(22, 12, 12, 3))), -1)
+    np.testing.assert_allclose(np.asarray(dense).reshape(11, 2, 3).mean(1), want, rtol=1e-5,
+                               atol=1e-7)
