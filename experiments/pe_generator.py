@@ -1,7 +1,7 @@
 """The PE candidate generator on the SYNTHETIC test set, and the PE pipeline's throughputs.
 
-    python experiments/pe_generator.py                      # paper preset: 48 test scans
-    python experiments/pe_generator.py --preset=smoke --score=4
+    python -m experiments.pe_generator                      # paper preset: 48 test scans
+    python -m experiments.pe_generator --preset=smoke --score=4
 
 Prints the tobogganing generator's per-clot sensitivity and candidates per scan on the test
 patients of the PE app's split (the same scans a training run is scored on), then candidates/s of
@@ -30,11 +30,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     parser.add_argument("--data", default="synthetic", help="synthetic | cadpe:DIR | fumpe:DIR")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data_seed", type=int, default=0)
     parser.add_argument("--score", type=int, default=0, help="candidates to score (0: skip)")
     args = parser.parse_args()
     settings = PRESETS[args.preset]
-    app = PEApp(args.data, settings, args.seed, log=None)
+    app = PEApp(args.data, settings, args.data_seed, log=None)
     label = "SYNTHETIC " if app.synthetic else ""
     cases = app.cases("test")
 
@@ -44,7 +44,7 @@ def main() -> None:
     t = time.perf_counter()
     stats = evaluate_generator(scans, settings.toboggan)
     t_find = time.perf_counter() - t
-    print(f"{label}test scans: {stats.n_scans} ({args.preset} preset, seed {args.seed}), "
+    print(f"{label}test scans: {stats.n_scans} ({args.preset} preset, data seed {args.data_seed}), "
           f"loaded in {t_load / len(scans):.2f} s/scan")
     print(f"generator: {stats.n_clots} clots, {stats.n_clots_hit} hit: sensitivity "
           f"{stats.sensitivity:.3f}; {stats.n_candidates} candidates "

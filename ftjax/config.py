@@ -36,8 +36,8 @@ class TrainConfig:
     app: str = _field("", "application: pe, or module:function for your own (required)")
     tune_from: str = _field("conv1", "shallowest layer that trains (all above it train too); "
                             "scratch = random init, every layer", TUNE_FROM)
-    data: str = _field("synthetic", "synthetic (generated from --seed), or DATASET:PATH of a "
-                       "public dataset")
+    data: str = _field("synthetic", "synthetic (generated from --data_seed), or DATASET:PATH of "
+                       "a public dataset")
     preset: str = _field("smoke", "smoke: minutes on a laptop CPU; paper: the paper's patch "
                          "counts", tuple(PRESETS))
     arch: str = _field("caffe", "AlexNet variant: caffe (BVLC, the paper's) or torchvision",
@@ -47,10 +47,13 @@ class TrainConfig:
     epochs: int = _field(3, "maximum epochs")
     batch_size: int = _field(32, "global batch size (divisible by the device count)")
     patience: int = _field(3, "early stopping: epochs without a better validation AUC")
-    train_fraction: float = _field(1.0, "fraction of the training cases kept (whole cases)")
+    train_fraction: float = _field(1.0, "share of the training units (PEs, videos) kept, removing "
+                                   "whole cases (the paper's reduced training sets)")
     val_fraction: float = _field(0.2, "fraction of the training cases held out for validation "
                                  "(paper: 80/20)")
-    seed: int = _field(0, "seed of everything random")
+    data_seed: int = _field(0, "seed of the data: synthetic cases, the train / validation / test "
+                            "split, which cases a reduced training set keeps")
+    seed: int = _field(0, "seed of the training: initialisation, data order, dropout")
     parallel: str = _field("jit", "data-parallel step: jit (sharded over a ('data',) mesh) or "
                            "pmap", PARALLEL)
     distributed: bool = _field(False, "multi-host: call jax.distributed.initialize() first "
@@ -69,7 +72,7 @@ class TrainConfig:
     # Bookkeeping: no effect on the result.
     log_every: int = _field(20, "steps between progress lines")
     checkpoint_every: int = _field(0, "steps between mid-epoch checkpoints (0: epoch ends only)")
-    eval_chunk: int = _field(64, "candidates per scoring call")
+    eval_chunk: int = _field(64, "candidates per scoring call (validation and test)")
 
     def __post_init__(self):
         def bad(msg):

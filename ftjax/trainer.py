@@ -1,10 +1,12 @@
 """The training loop: one for every application and every tuning depth.
 
-Per the paper: cases split 80/20 into train/validation, negatives down-sampled each epoch, the
-Caffe SGD of ``ftjax.layerwise`` on the tuned layers only, validation AUC every epoch, the best
-snapshot kept, early stopping; then every test candidate scored by the mean over its patches.
-Everything random derives from (seed, epoch, step), so a killed run resumes where it stopped and
-ends exactly where an uninterrupted run ends.
+Per the paper: the application's training cases (its validation cases split off first, by the
+data seed), negatives down-sampled each epoch, the Caffe SGD of ``ftjax.layerwise`` on the tuned
+layers only, the validation AUC of the application's validation candidates every epoch, the best
+snapshot kept, early stopping; then the application's test through a ``ftjax.scoring.Scorer`` of
+the best snapshot, its per-item predictions written next to ``results.json``. Everything random
+in training derives from (seed, epoch, step), so a killed run resumes where it stopped and ends
+exactly where an uninterrupted run ends.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import functools
 import json
 import math
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,15 +27,15 @@ import numpy as np
 import optax
 
 import ftjax
+from ftjax import cli, layerwise, parallel, scoring, weights
 from ftjax import config as run_config
-from ftjax import layerwise, parallel, scoring, weights
-from ftjax.apps import Application, PatchSource, make_app, train_presets
+from ftjax.apps import Application, CandidateSource, PatchSource, make_app, train_presets
 from ftjax.checkpoint import Checkpoints
 from ftjax.config import TrainConfig
-from ftjax.data.splits import split_cases, subsample_cases
-from ftjax.evaluate import _write_json, positive_auc, predict, test_metrics
+from ftjax.data.splits import reduce_cases
 from ftjax.input_pipeline import balanced_epoch, batches, prefetch
-from ftjax.models import AlexNet
+from ftjax.metrics import roc_auc
+from ftjax.models import LAYERS, AlexNet
 
 
 class TrainingError(RuntimeError):
@@ -105,7 +106,7 @@ def _check_workdir(config: TrainConfig, workdir: Path) -> None:
                                 f"(was -> now: {diff}); use a new --workdir")
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
-        _write_json(path, json.loads(config.to_json()))
+        write_json(path, json.loads(config.to_json()))
 
 
 def _versions() -> dict[str, str]:
@@ -119,7 +120,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
                        quiet: bool = False,
                        stop_after_steps: int | None = None) -> dict[str, Any]:
     """Train per ``config`` in ``workdir`` (resuming if it holds a checkpoint of the same run),
-    evaluate the best snapshot on the test split, write ``results.json`` and return it.
+    run the application's test on the best snapshot, write ``results.json`` and the predictions,
+    and return the results.
 
     ``stop_after_steps`` ends this invocation after that many global steps without evaluating,
     as a kill would (for tests and time-sliced jobs).
@@ -128,7 +130,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     workdir = Path(workdir)
     _check_workdir(config, workdir)
     log = _Log(workdir, quiet)
-    app = app or make_app(config.app, config.data, config.preset, config.seed)
+    app = app or make_app(config.app, config.data, config.preset, config.data_seed,
+                          config.val_fraction)
     tag = " [SYNTHETIC data: a demonstration, not a medical result]" if app.synthetic else ""
     model = AlexNet(num_classes=len(app.classes), variant=config.arch)
     size = config.network_input_size
@@ -138,14 +141,23 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     if pretrained is None:
         log("weights: random initialisation (nothing is pretrained)")
 
-    # Cases -> train / validation patches (split by case, never by patch).
-    cases = subsample_cases(list(app.cases("train")), config.train_fraction, config.seed)
-    fit_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
-    log(f"{app.name}{tag}: {len(fit_cases)} training, {len(val_cases)} validation cases")
+    # Cases (split by the application, by the data seed) -> training patches, validation
+    # candidates; a reduced training set removes whole training cases, never validation ones.
     t = time.perf_counter()
-    fit, val = app.training_patches(fit_cases), app.training_patches(val_cases)
+    all_fit = list(app.cases("train"))
+    fit_cases, reached = reduce_cases(all_fit, app.units(all_fit), config.train_fraction,
+                                      config.data_seed)
+    val_cases = list(app.cases("validation"))
+    fit, val = app.training_patches(fit_cases), app.validation_candidates(val_cases)
+    data = {"training_cases": len(fit_cases), "training_cases_available": len(all_fit),
+            "train_fraction": config.train_fraction, "train_fraction_reached": reached,
+            "reduction_unit": app.reduction_unit, "validation_cases": len(val_cases),
+            "training_patches": len(fit), "validation_candidates": len(val),
+            "validation_metric": app.validation_metric}
+    log(f"{app.name}{tag}: {len(fit_cases)} of {len(all_fit)} training cases ({reached:.0%} of "
+        f"the {app.reduction_unit}), {len(val_cases)} validation cases")
     log(f"patches: {len(fit)} training ({int(np.sum(fit.labels != 0))} positive), {len(val)} "
-        f"validation, built in {time.perf_counter() - t:.1f} s")
+        f"validation candidates, built in {time.perf_counter() - t:.1f} s")
 
     # Parameters and optimizer.
     params = layerwise.init_params(pretrained, config.tune_from, len(app.classes), config.arch,
@@ -160,10 +172,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     optimizer = layerwise.make_optimizer(config.tune_from, steps_per_epoch, sgd)
     prepare = functools.partial(scoring.prepare, variant=config.arch, size=size)
     cache = _cache_trunk(config, model, params, fit, val, prepare, log)
-    start = layerwise.first_trainable_layer(config.tune_from) if cache else "conv1"
+    start = cache.start if cache else "conv1"
     strategy = parallel.make_strategy(config.parallel, lambda axis: layerwise.make_train_step(
         model, optimizer, start=start, prepare=None if cache else prepare, axis_name=axis))
-    fit_inputs = cache[0] if cache else fit
+    fit_inputs = cache.fit if cache else fit
     tuned = ", ".join(layerwise.trainable_layers(config.tune_from))
     log(f"tune_from={config.tune_from}: training {tuned}; {strategy.name} over "
         f"{jax.device_count()} device(s), {jax.process_count()} process(es); "
@@ -227,11 +239,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
             t = time.perf_counter()
             params_now = layerwise.merge(*strategy.local((trainable, frozen)))
             if cache:
-                probs = _head_probabilities(model, params_now, cache[1], start)
+                probs = cache.validation_probabilities(model, params_now)
             else:
-                probs = predict(model, params_now, lambda ix: val[ix][:, None], len(val), size,
-                                config.eval_chunk * 8)
-            auc = positive_auc(val.labels, probs)
+                probs = scoring.Scorer(model, params_now, size=size,
+                                       chunk=config.eval_chunk).score(val)
+            auc = validation_auc(val.labels, probs)
             timings["validation_seconds"] += time.perf_counter() - t
             improved = auc > meta["best_auc"]
             meta.update(step=step, epoch_done=epoch + 1,
@@ -246,15 +258,13 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
             save(best=improved)
         ckpt.wait()
 
-        # Test: the best snapshot, every candidate scored by the mean over its patches.
         best = ckpt.restore("best", {
             "params": layerwise.merge(*strategy.local((trainable, frozen))),
             "opt_state": strategy.local(opt_state)})
         if best is None:
             raise TrainingError("no epoch finished: nothing to evaluate")
         t = time.perf_counter()
-        metrics = test_metrics(app, model, best[0]["params"], config, size,
-                               workdir / "figures", log)
+        test = run_test(app, model, best[0]["params"], config, workdir, log)
         timings["test_seconds"] = time.perf_counter() - t
     finally:
         ckpt.close()
@@ -263,57 +273,130 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
         "app": app.name, "synthetic": app.synthetic,
         "note": "SYNTHETIC data: a demonstration of the pipeline, not a medical finding"
         if app.synthetic else "",
-        "config": dataclasses.asdict(config), "best_epoch": best[1]["best_epoch"],
+        "config": dataclasses.asdict(config), "data": data, "best_epoch": best[1]["best_epoch"],
         "best_val_auc": best[1]["best_auc"], "epochs_run": meta["epoch_done"],
-        "stopped_early": stopped_early, "steps": step, "test": metrics,
+        "stopped_early": stopped_early, "steps": step, "test": test,
         "timings": {k: round(v, 3) for k, v in timings.items()}, "versions": _versions(),
     }
     if jax.process_index() == 0:
-        _write_json(workdir / "results.json", results)
-    log(f"test: {json.dumps(_headline(metrics))}{tag}")
-    log(f"wrote {workdir / 'results.json'}")
+        write_json(workdir / "results.json", results)
+    log(f"test: {test['headline']['name']} {test['headline']['value']:.4f} "
+        f"[{test['headline']['low']:.4f}, {test['headline']['high']:.4f}]{tag}")
+    log(f"wrote {workdir / 'results.json'} and the predictions beside it")
     return results
 
 
+def validation_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """AUC of "not class 0" (lesion, informative frame, interface) against class 0, scored by
+    1 - p(class 0): the 2-class AUC, and the paper's interface-vs-background AUC for 3 classes."""
+    return roc_auc(np.asarray(labels) != 0, 1.0 - probabilities[:, 0])
+
+
+def run_test(app: Application, model: AlexNet, params: Any, config: TrainConfig, workdir: Path,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The application's test through a Scorer of ``params``; writes the predictions files into
+    ``workdir`` (process 0) and returns the JSON summary with the headline."""
+    t = time.perf_counter()
+    scorer = scoring.Scorer(model, params, size=config.network_input_size,
+                            chunk=config.eval_chunk)
+    result = app.test(scorer, workdir / "figures")
+    seconds = time.perf_counter() - t
+    if jax.process_index() == 0:
+        result.predictions.write(workdir)
+    log(f"test: {len(result.predictions)} items scored in {seconds:.1f} s")
+    return {"headline": result.headline.as_dict(), **result.summary,
+            "num_items": len(result.predictions), "scoring_seconds": round(seconds, 3)}
+
+
+def best_checkpoint(workdir: str | Path) -> tuple[TrainConfig, Any, dict]:
+    """A run's configuration, the parameters of its best checkpoint, and that checkpoint's meta
+    (step, epoch, validation AUC)."""
+    workdir = Path(workdir)
+    cfg_path = workdir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: no such file; is {workdir} a training workdir?")
+    config = TrainConfig.from_json(cfg_path.read_text())
+    ckpt = Checkpoints(workdir)
+    try:
+        restored = ckpt.restore("best", None)
+    finally:
+        ckpt.close()
+    if restored is None:
+        raise FileNotFoundError(f"{workdir}/checkpoints/best: no checkpoint yet (the run has not "
+                                "finished an epoch)")
+    return config, restored[0]["params"], restored[1]
+
+
+def evaluate_checkpoint(workdir: str | Path) -> dict[str, Any]:
+    """Re-run the test of a run's best checkpoint (finished or interrupted); rewrites the
+    predictions and the ``test`` entry of ``results.json``."""
+    workdir = Path(workdir)
+    config, params, meta = best_checkpoint(workdir)
+    app = make_app(config.app, config.data, config.preset, config.data_seed, config.val_fraction)
+    model = AlexNet(num_classes=len(app.classes), variant=config.arch)
+    test = run_test(app, model, params, config, workdir)
+    results_path = workdir / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results.update({"test": test, "evaluated_checkpoint": meta})
+    write_json(results_path, results)
+    return results
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _TrunkCache:
+    """The frozen trunk's output for every training patch and validation candidate patch."""
+
+    start: str  # the block a step starts from (layerwise.cached_start)
+    fit: np.ndarray  # [N, ...] features of the training patches
+    val: np.ndarray  # [C, K, ...] features of the validation candidates' patches
+
+    def validation_probabilities(self, model: AlexNet, params: Any) -> np.ndarray:
+        """Mean class probabilities per validation candidate, running only the blocks above."""
+        head = _jit_head(model, self.start)
+        flat = self.val.reshape(-1, *self.val.shape[2:])
+        probs = np.concatenate([np.asarray(head(params, flat[lo:lo + 512]))
+                                for lo in range(0, len(flat), 512)] or
+                               [np.zeros((0, model.num_classes), np.float32)])
+        return probs.reshape(*self.val.shape[:2], -1).mean(axis=1)
+
+
 def _cache_trunk(config: TrainConfig, model: AlexNet, params: Any, fit: PatchSource,
-                 val: PatchSource, prepare: Callable, log: _Log) -> tuple | None:
-    """Frozen-trunk features of every training and validation patch, computed once.
+                 val: CandidateSource, prepare: Callable, log: _Log) -> _TrunkCache | None:
+    """Frozen-trunk features of every training patch and validation patch, computed once.
 
     With fc6..fc8 tuning the frozen layers see the same patches every epoch, so their output
-    (in inference mode; the step re-applies Caffe's dropout of frozen fc layers) replaces them:
-    each step then costs only the tuned layers. Skipped for deeper tuning, whose trunk outputs are
-    large feature maps, and when the features would not fit in ``--cache_trunk_gib``.
+    (inference mode: dropout belongs to the block it feeds, which the step runs) replaces them,
+    and each step costs only the layers from ``layerwise.cached_start`` up. Skipped for deeper
+    tuning, whose trunk outputs are large feature maps, and when the features would not fit in
+    ``--cache_trunk_gib``.
     """
-    frozen = layerwise.frozen_layers(config.tune_from)
-    if not config.cache_trunk_gib or not frozen or frozen[-1] not in ("conv5", "fc6", "fc7"):
+    start = layerwise.cached_start(config.tune_from, config.arch)
+    stop = LAYERS[LAYERS.index(start) - 1] if start != LAYERS[0] else None
+    if not config.cache_trunk_gib or stop not in ("conv5", "fc6", "fc7"):
         return None
     size = config.network_input_size
-    out = jax.eval_shape(lambda x: model.apply({"params": params}, x, stop=frozen[-1]),
+    out = jax.eval_shape(lambda x: model.apply({"params": params}, x, stop=stop),
                          jax.ShapeDtypeStruct((1, size, size, 3), np.float32))
-    gib = (len(fit) + len(val)) * math.prod(out.shape[1:]) * 4 / 2**30
+    val_patches = val.patches(np.arange(len(val)))
+    n = len(fit) + int(np.prod(val_patches.shape[:2]))
+    gib = n * math.prod(out.shape[1:]) * 4 / 2**30
     if gib > config.cache_trunk_gib:
         log(f"not caching the frozen trunk: {gib:.1f} GiB > --cache_trunk_gib")
         return None
-    trunk = jax.jit(lambda p, x: model.apply({"params": p}, prepare(x), stop=frozen[-1]))
+    trunk = jax.jit(lambda p, x: model.apply({"params": p}, prepare(x), stop=stop))
     t = time.perf_counter()
 
-    def features(source: PatchSource) -> np.ndarray:
-        chunks = [np.asarray(trunk(params, source[np.arange(lo, min(len(source), lo + 256))]))
-                  for lo in range(0, len(source), 256)]
+    def features(images: Any, count: int) -> np.ndarray:
+        chunks = [np.asarray(trunk(params, images[np.arange(lo, min(count, lo + 256))]))
+                  for lo in range(0, count, 256)]
         return np.concatenate(chunks) if chunks else np.zeros((0, *out.shape[1:]), np.float32)
 
-    cached = features(fit), features(val)
-    log(f"cached the frozen trunk ({', '.join(frozen)}) for {len(fit) + len(val)} patches: "
-        f"{gib:.2f} GiB in {time.perf_counter() - t:.1f} s")
-    return cached
-
-
-def _head_probabilities(model: AlexNet, params: Any, features: np.ndarray,
-                        start: str) -> np.ndarray:
-    """Class probabilities from cached trunk features (the tuned layers only)."""
-    head = _jit_head(model, start)
-    return np.concatenate([np.asarray(head(params, features[lo:lo + 512]))
-                           for lo in range(0, len(features), 512)])
+    flat_val = val_patches.reshape(-1, *val_patches.shape[2:])
+    cache = _TrunkCache(start, features(fit, len(fit)),
+                        features(flat_val, len(flat_val)).reshape(*val_patches.shape[:2], -1))
+    log(f"cached the frozen trunk (conv1..{stop}) for {n} patches: {gib:.2f} GiB in "
+        f"{time.perf_counter() - t:.1f} s; steps start at {start}")
+    return cache
 
 
 @functools.lru_cache(maxsize=8)
@@ -349,16 +432,26 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
-def _headline(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (a temporary sibling renamed into place)."""
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable))
+    tmp.replace(path)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if dataclasses.is_dataclass(x):
+        return dataclasses.asdict(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+ERRORS = (TrainingError, ValueError, FileNotFoundError, weights.WeightsError)
 
 
 def run_cli(config: TrainConfig, workdir: str | Path) -> int:
     """The command line's error boundary: clear messages, exit status, no bare tracebacks."""
-    try:
-        train_and_evaluate(config, workdir)
-    except (TrainingError, ValueError, FileNotFoundError, weights.WeightsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
+    return cli.error_boundary(lambda: train_and_evaluate(config, workdir), ERRORS)

@@ -1,5 +1,6 @@
-"""A tiny in-memory application for trainer tests: SYNTHETIC 16x16 patches, a bright blob on
-noise (positive) or noise alone (negative), several cases per split, K patches per candidate.
+"""A tiny in-memory candidate application for trainer tests: SYNTHETIC 16x16 patches, a bright
+blob on noise (positive) or noise alone (negative), several cases per split, K patches per
+candidate, scored by ROC AUC.
 
 It implements the real application protocol (``ftjax.apps.protocol``); use it as
 ``--app=fixture_app:make`` with ``tests/`` on the path.
@@ -12,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ftjax.apps import ArrayCandidates, ArrayPatches
-from ftjax.metrics import roc_auc
+from ftjax.apps.protocol import TestResult
+from ftjax.data.splits import VALIDATION_STREAM, split_cases
+from ftjax.predictions import Predictions, headline
 
 SIZE = 16
 
@@ -30,13 +33,21 @@ class Fixture:
     name = "fixture"
     classes = ("negative", "positive")
     synthetic = True
+    reduction_unit = "cases"
+    validation_metric = "candidate AUC (mean over K patches)"
 
-    def __init__(self, seed: int = 0, cases_per_split: int = 6, patches_per_case: int = 24,
-                 k: int = 3):
-        self.seed, self.n, self.per, self.k = seed, cases_per_split, patches_per_case, k
+    def __init__(self, data_seed: int = 0, val_fraction: float = 0.2, train_cases: int = 8,
+                 patches_per_case: int = 24, k: int = 3):
+        self.seed, self.per, self.k = data_seed, patches_per_case, k
+        fit, val = split_cases([f"train{i}" for i in range(train_cases)], val_fraction,
+                               data_seed, VALIDATION_STREAM)
+        self._cases = {"train": fit, "validation": val, "test": [f"test{i}" for i in range(6)]}
 
     def cases(self, split):
-        return [f"{split}{i}" for i in range(self.n)]
+        return list(self._cases[split])
+
+    def units(self, cases):
+        return np.ones(len(cases))
 
     def _case_rng(self, case: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, *case.encode()])
@@ -51,18 +62,31 @@ class Fixture:
             ids.append(np.full(self.per, j))
         return ArrayPatches(np.concatenate(patches), np.concatenate(labels), np.concatenate(ids))
 
-    def test_candidates(self, cases):
-        arrays, labels = [], []
+    def _candidates(self, cases):
+        arrays, labels, owner = [], [], []
         for case in cases:
-            rng = self._case_rng(case)
+            rng = self._case_rng(case + "/candidates")
             lab = (np.arange(8) % 2).astype(np.int32)
             arrays.append(_patches(rng, np.repeat(lab, self.k)).reshape(8, self.k, SIZE, SIZE, 3))
             labels.append(lab)
-        return ArrayCandidates(np.concatenate(arrays), np.concatenate(labels))
+            owner += [case] * 8
+        return ArrayCandidates(np.concatenate(arrays), np.concatenate(labels)), np.array(owner)
 
-    def evaluate(self, candidates, probabilities, outdir: Path):
-        return {"auc": roc_auc(candidates.info, probabilities[:, 1])}
+    def validation_candidates(self, cases):
+        return self._candidates(cases)[0]
+
+    def test(self, scorer, outdir: Path) -> TestResult:
+        candidates, owner = self._candidates(self.cases("test"))
+        probs = scorer.score(candidates)
+        pred = Predictions(
+            app=self.name, synthetic=True, metric={"kind": "roc", "name": "AUC"},
+            columns={"case": owner, "cluster": owner, "item": np.arange(len(owner)).astype(str),
+                     "truth": candidates.labels, "score": probs[:, 1]},
+            cases={c: {"cluster": c} for c in self.cases("test")})
+        head = headline(pred)
+        return TestResult(head, pred, {"auc": head.value})
 
 
-def make(data: str = "synthetic", preset: str = "smoke", seed: int = 0) -> Fixture:
-    return Fixture(seed=seed)
+def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
+         val_fraction: float = 0.2) -> Fixture:
+    return Fixture(data_seed=data_seed, val_fraction=val_fraction)

@@ -1,34 +1,11 @@
-"""Case splits, balanced epochs, batches and prefetching."""
+"""Balanced epochs, batches and prefetching."""
 
 import threading
 
 import numpy as np
 import pytest
 
-from ftjax.data.splits import split_cases, subsample_cases
 from ftjax.input_pipeline import balanced_epoch, batches, prefetch
-
-
-def test_split_is_by_case_seeded_and_disjoint():
-    cases = [f"p{i}" for i in range(10)]
-    fit, val = split_cases(cases, 0.2, seed=3)
-    assert len(val) == 2 and len(fit) == 8 and set(fit) | set(val) == set(cases)
-    assert not set(fit) & set(val)
-    assert split_cases(cases, 0.2, seed=3) == (fit, val)
-    assert split_cases(cases, 0.2, seed=4) != (fit, val)
-    assert split_cases(["a", "b"], 0.2, seed=0)[1]  # at least one validation case
-    with pytest.raises(ValueError, match="at least 2"):
-        split_cases(["a"], 0.2, 0)
-    with pytest.raises(ValueError, match="unique"):
-        split_cases(["a", "a", "b"], 0.2, 0)
-
-
-def test_subsample_removes_whole_cases():
-    cases = [f"v{i}" for i in range(20)]
-    kept = subsample_cases(cases, 0.25, seed=1)
-    assert len(kept) == 5 and set(kept) <= set(cases)
-    assert subsample_cases(cases, 1.0, seed=1) == cases
-    assert len(subsample_cases(cases, 0.01, seed=1)) == 2  # never fewer than a split needs
 
 
 def test_balanced_epoch_downsamples_negatives_afresh():

@@ -1,6 +1,7 @@
 """The PE application on tiny SYNTHETIC scans (and tiny CAD-PE files): protocol, split by patient,
 labels against the clot masks, the cached TFDS data set (reuse, nothing half-written), the FROC
-evaluation, bad input, and one end-to-end training run."""
+evaluation and its predictions, bad input, one end-to-end training run, and prediction on new
+cases without a reference."""
 
 import dataclasses
 import json
@@ -16,16 +17,17 @@ from test_pe_readers import _write_cadpe
 from ftjax import trainer
 from ftjax.apps import Application, CandidateSource, PatchSource
 from ftjax.apps.pe import app as pe_app
-from ftjax.apps.pe.app import PEApp, PECandidates, PESettings, case_hits, make
+from ftjax.apps.pe.app import PEApp, PESettings, make
 from ftjax.apps.pe.readers import PEDataError
 from ftjax.apps.pe.synthetic import synthetic_scan
 from ftjax.apps.pe.toboggan import find_candidates
 from ftjax.apps.pe.vessel import vessel_axes, vessel_patches
 from ftjax.data.patch_dataset import stratified_counts
-from ftjax.metrics import froc_from_cases, sensitivity_at
+from ftjax.metrics import CaseHits, froc_from_cases, sensitivity_at
+from ftjax.predictions import Predictions, headline
 from ftjax.trainer import make_config
 
-# 6 scans of 24 x 48 x 48 voxels: 4 train (the trainer holds 1 out) and 2 test patients;
+# 6 scans of 24 x 48 x 48 voxels: 3 training, 1 validation and 2 test patients;
 # 4 patches of 16 px per candidate.
 TINY = PESettings(scans=6, shape=(24, 48, 48), test_fraction=0.34, widths_mm=(10.0, 20.0),
                   shift_fractions=(0.0,), rotations=2, patch_size=16, max_train_patches=200,
@@ -50,32 +52,36 @@ def app(cache):
 def test_protocol_and_split_by_patient(app):
     assert isinstance(app, Application)
     assert app.name == "pe" and app.classes == ("background", "pe") and app.synthetic
-    train, test = app.cases("train"), app.cases("test")
-    assert len(train) == 4 and len(test) == 2 and not set(train) & set(test)
-    assert sorted(train + test) == sorted(f"synthetic-{i:05d}" for i in range(6))
+    train, val, test = app.cases("train"), app.cases("validation"), app.cases("test")
+    assert (len(train), len(val), len(test)) == (3, 1, 2)
+    assert sorted(train + val + test) == sorted(f"synthetic-{i:05d}" for i in range(6))
     with pytest.raises(ValueError, match="unknown split"):
-        app.cases("validation")
+        app.cases("valid")
+    # The data seed decides the split; the training seed is not the app's business.
+    assert PEApp(settings=TINY, data_seed=1, log=None).cases("test") != test
 
     patches = app.training_patches(train[1:])
     assert isinstance(patches, PatchSource)
     assert patches[np.arange(3)].shape == (3, 16, 16, 3) and patches[np.arange(3)].dtype == np.uint8
     assert set(np.unique(patches.labels)) == {0, 1}
-    assert set(np.unique(patches.cases)) <= {0, 1, 2}
-    # Every stored training patch comes from a training patient, every candidate from a test one.
+    assert set(np.unique(patches.cases)) <= {0, 1}
+    # Training patches come from training patients only (the validation patient is split off
+    # before the stratified sample is drawn); candidates from their own split.
     assert set(app.dataset().training().cases) <= set(train)
-    candidates = app.test_candidates(test)
+    candidates = app.validation_candidates(val)
     assert isinstance(candidates, CandidateSource)
-    assert set(candidates.info.case) <= set(test)
-    assert set(candidates.info.clots_per_scan) == set(test)
-    assert candidates.patches(np.array([0, 2])).shape == (2, 4, 16, 16, 3)
-    with pytest.raises(ValueError, match="not in the PE test split"):
-        app.test_candidates(train[:1])
-    with pytest.raises(ValueError, match="not in the PE train split"):
-        app.training_patches(test)
+    assert candidates.patches(np.array([0])).shape == (1, 4, 16, 16, 3)
+    np.testing.assert_array_equal(candidates.labels, app.index("validation", val)["label"])
+    assert set(app.index("test", test)["case"]) <= set(test)
+    with pytest.raises(ValueError, match="not in the pe test split"):
+        app.candidates("test", train[:1])
+    with pytest.raises(ValueError, match="not in the pe train split"):
+        app.training_patches(val)
+    assert app.units(train).tolist() == [app.case_facts(c)["clots"] for c in train]
 
 
 def test_labels_and_patches_agree_with_the_clot_masks(app):
-    index = app.dataset().test_index()
+    index = app.dataset().index("test")
     for case in app.cases("test"):
         scan = app.load_scan(case)
         rows = index["case"] == case
@@ -87,6 +93,7 @@ def test_labels_and_patches_agree_with_the_clot_masks(app):
 
     train = app.dataset().training()
     true_candidates = 0
+    assert set(train.cases) == set(app.cases("train"))
     for case in app.cases("train"):
         scan = app.load_scan(case)
         cands = find_candidates(scan.hu, scan.spacing)
@@ -135,7 +142,7 @@ def test_second_construction_reuses_the_cached_data_set(app, monkeypatch):
     # Any generation parameter, or the seed, gives another data set.
     other = PEApp(settings=dataclasses.replace(TINY, max_train_patches=100), log=None)
     assert other.spec().key() != app.spec().key()
-    assert PEApp(settings=TINY, seed=1, log=None).spec().key() != app.spec().key()
+    assert PEApp(settings=TINY, data_seed=1, log=None).spec().key() != app.spec().key()
 
 
 @pytest.mark.parametrize("phase", ["table", "patches"])
@@ -165,59 +172,57 @@ def test_a_failure_leaves_no_data_set_behind(cache, monkeypatch, phase):
     assert bool(half_written) == (phase == "patches")
 
 
-def test_evaluate_perfect_random_and_clot_free_scores(app, tmp_path):
-    cands = app.test_candidates(app.cases("test"))
-    info = cands.info
-    truth = (info.clot > 0).astype(float)
-    perfect = app.evaluate(cands, np.stack([1 - truth, truth], 1), tmp_path)
-    gen = perfect["generator"]
-    assert gen["n_candidates"] == len(cands) and perfect["num_test_scans"] == 2
-    assert gen["n_clots"] == sum(app.dataset().meta["cases"][c]["clots"] for c in app.cases("test"))
-    assert perfect["candidates_per_scan"] == pytest.approx(len(cands) / 2)
+def _case_hits(scores, clots, num_clots):
+    return CaseHits.from_assignments(scores, np.where(clots > 0, clots, -1), num_clots)
+
+
+def test_froc_of_perfect_and_random_scores(app, tmp_path):
+    index = app.index("test", app.cases("test"))
+    truth = (index["clot"] > 0).astype(float)
+    perfect = app.test_result(index, np.stack([1 - truth, truth], 1), tmp_path)
+    summary, gen = perfect.summary, perfect.summary["generator"]
+    assert gen["n_candidates"] == len(truth) and summary["num_test_scans"] == 2
+    assert gen["n_clots"] == sum(app.case_facts(c)["clots"] for c in app.cases("test"))
     # Every true candidate outranks every false one: each clot the generator found is detected
     # before the first false positive.
-    assert perfect["froc"]["network"]["sensitivity"][0] == pytest.approx(gen["sensitivity"])
-    assert perfect["sensitivity_at_2fp"] == pytest.approx(gen["sensitivity"])
-    assert (tmp_path / "froc_pe_synthetic_data.png").is_file() and perfect["synthetic"]
-    assert "SYNTHETIC" in perfect["data"]
-    size = perfect["froc"]["baseline: size"]
+    assert summary["froc"]["network"]["sensitivity"][0] == pytest.approx(gen["sensitivity"])
+    assert perfect.headline.value == pytest.approx(gen["sensitivity"])
+    assert perfect.headline.name == "sensitivity at 2 FP/volume"
+    assert (tmp_path / "froc_pe_synthetic_data.png").is_file() and perfect.predictions.synthetic
+    assert "SYNTHETIC" in summary["data"]
+    size = summary["froc"]["baseline: size"]
     assert size["low"][1] <= size["sensitivity"][1] <= size["high"][1]
-    assert set(perfect["network_minus_baseline"]) == {"baseline: size", "baseline: darkness"}
+    assert set(summary["network_minus_baseline"]) == {"baseline: size", "baseline: darkness"}
 
     rng = np.random.default_rng(0)
-    random = rng.random(len(cands))
-    res = app.evaluate(cands, np.stack([1 - random, random], 1), tmp_path)
-    assert res["sensitivity_at_2fp"] <= perfect["sensitivity_at_2fp"]
+    random = rng.random(len(truth))
+    res = app.test_result(index, np.stack([1 - random, random], 1), tmp_path)
+    assert res.headline.value <= perfect.headline.value
     # Random scores, checked draw by draw against a direct count: the FROC at 2 FP/volume is the
     # share of clots with a candidate ranked above the (2 * n_scans + 1)-th false positive.
-    scans = list(info.clots_per_scan)
-    n_clots = sum(info.clots_per_scan.values())
+    scans = app.cases("test")
+    clots_per_scan = {c: app.case_facts(c)["clots"] for c in scans}
+    n_clots = sum(clots_per_scan.values())
     at_2 = []
     for _ in range(50):
-        s = rng.random(len(cands))
-        cases = [case_hits(s[info.case == c], info.clot[info.case == c], info.clots_per_scan[c])
-                 for c in scans]
+        s = rng.random(len(truth))
+        cases = [_case_hits(s[index["case"] == c], index["clot"][index["case"] == c],
+                            clots_per_scan[c]) for c in scans]
         at_2.append(sensitivity_at(froc_from_cases(cases), [2.0])[0])
         order = np.argsort(-s)
-        clot, case = info.clot[order], info.case[order]
+        clot, case = index["clot"][order], index["case"][order]
         early = (clot > 0) & (np.cumsum(clot == 0) <= 2 * len(scans))
         assert at_2[-1] == pytest.approx(len(set(zip(case[early], clot[early], strict=True)))
                                          / n_clots)
-    assert np.mean(at_2) < perfect["sensitivity_at_2fp"]
-
-    none = PECandidates(info.case, np.zeros_like(info.clot), info.mean_hu, info.volume_mm3,
-                        dict.fromkeys(scans, 0))
-    empty = app.evaluate(dataclasses.replace(cands, info=none), np.stack([1 - random, random], 1),
-                         tmp_path)
-    assert empty["froc"] is None and "no clots" in empty["froc_note"]
+    assert np.mean(at_2) < perfect.headline.value
     with pytest.raises(ValueError, match="probabilities of shape"):
-        app.evaluate(cands, np.ones((3, 2)), tmp_path)
+        app.test_result(index, np.ones((3, 2)), tmp_path)
 
 
 @pytest.mark.parametrize("spec, error, message", [
-    ("nope", ValueError, "not a PE data source"),
-    ("cadpe:", ValueError, "not a PE data source"),
-    ("lidc:/tmp", ValueError, "not a PE data source"),
+    ("nope", ValueError, "not a pe data source"),
+    ("cadpe:", ValueError, "not a pe data source"),
+    ("lidc:/tmp", ValueError, "not a pe data source"),
     ("cadpe:/no/such/dir", FileNotFoundError, "no such directory"),
 ])
 def test_bad_data_specs_are_refused(spec, error, message):
@@ -248,16 +253,18 @@ def _cadpe_folder(root, n=4):
 def test_cadpe_data_on_tiny_nrrd_files(cache, tmp_path):
     root = _cadpe_folder(tmp_path / "cadpe")
     app = PEApp(f"cadpe:{root}", settings=TINY, log=None)
-    assert not app.synthetic and sorted(app.cases("train") + app.cases("test")) == \
-        ["000", "001", "002", "003"]
+    every = sum((app.cases(s) for s in ("train", "validation", "test")), [])
+    assert not app.synthetic and sorted(every) == ["000", "001", "002", "003"]
     meta = app.dataset().meta["cases"]
     assert {m["source"] for m in meta.values()} == {"cadpe"}
     for case in app.cases("test"):  # the same volumes as the synthetic scans they came from
         assert meta[case]["clots"] == synthetic_scan(int(case), shape=TINY.shape).n_clots
-    cands = app.test_candidates(app.cases("test"))
-    truth = (cands.info.clot > 0).astype(float)
-    res = app.evaluate(cands, np.stack([1 - truth, truth], 1), tmp_path)
-    assert res["synthetic"] is False and "cadpe" in res["data"]
+    index = app.index("test", app.cases("test"))
+    truth = (index["clot"] > 0).astype(float)
+    res = app.test_result(index, np.stack([1 - truth, truth], 1), tmp_path)
+    assert res.predictions.synthetic is False and "cadpe" in res.summary["data"]
+    if not res.summary["num_clots"]:  # a test set without clots: stated, not a crash
+        assert np.isnan(res.headline.value) and "no clots" in res.summary["froc_note"]
 
     # A changed file is another data set; a corrupt one fails clearly and leaves nothing behind.
     image = root / "images" / "002.nrrd"
@@ -285,11 +292,12 @@ def test_cadpe_empty_mask_no_candidates_and_no_spacing(cache, tmp_path):
     assert meta["cases"][empty_mask]["clots"] == 0
     assert (meta["cases"][test_case]["candidates"], meta["cases"][test_case]["clots"]) == (0, 1)
     assert meta["records"]["test"] == 0  # nothing to store: the test split is left out
-    cands = app.test_candidates([test_case])
+    cands = app.candidates("test", [test_case])
     assert len(cands) == 0 and cands.patches(np.arange(0)).shape == (0, 4, 16, 16, 3)
-    res = app.evaluate(cands, np.zeros((0, 2)), tmp_path)  # its clot is missed, not skipped
-    assert res["num_clots"] == 1 and res["generator_sensitivity"] == 0.0
-    assert res["froc"]["network"]["sensitivity"] == [0.0] * 5
+    res = app.test_result(app.index("test", [test_case]), np.zeros((0, 2)), tmp_path)
+    # Its clot is missed, not skipped.
+    assert res.summary["num_clots"] == 1 and res.summary["generator"]["sensitivity"] == 0.0
+    assert res.summary["froc"]["network"]["sensitivity"] == [0.0] * 5
 
     data, _ = nrrd.read(str(root / "images" / f"{empty_mask}.nrrd"))
     nrrd.write(str(root / "images" / f"{empty_mask}.nrrd"), data, {"encoding": "gzip"})
@@ -299,15 +307,65 @@ def test_cadpe_empty_mask_no_candidates_and_no_spacing(cache, tmp_path):
     assert not [p for p in (cache / "datasets" / "pe").iterdir() if broken.spec().key() in p.name]
 
 
-def test_end_to_end_training_run_writes_the_froc(app, tmp_path):
+def test_end_to_end_training_run_writes_the_froc_and_its_predictions(app, tmp_path):
     config = make_config("pe", "smoke", tune_from="scratch", input_size=67, batch_size=16,
                          epochs=1, base_lr=0.01, log_every=1, eval_chunk=16)
     results = trainer.train_and_evaluate(config, tmp_path, app=app, quiet=True)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["synthetic"] is True and "not a medical finding" in saved["note"]
     test = saved["test"]
-    assert test["num_test_candidates"] == len(app.test_candidates(app.cases("test")))
+    assert test["num_items"] == len(app.candidates("test", app.cases("test")))
     assert len(test["froc"]["network"]["sensitivity"]) == 5 == len(test["fp_per_volume"])
-    assert 0 <= test["sensitivity_at_2fp"] <= test["generator_sensitivity"]
+    assert 0 <= test["headline"]["value"] <= test["generator"]["sensitivity"]
     assert (tmp_path / "figures" / "froc_pe_synthetic_data.png").is_file()
-    assert results["test"]["froc_score"] == pytest.approx(test["froc_score"])
+    assert results["test"]["headline"] == test["headline"]
+    assert saved["data"]["validation_metric"].startswith("candidate AUC (mean over 4 of the 4")
+    # The predictions files alone give the headline: by a direct count (clots with a candidate
+    # above the (2 * scans + 1)-th false positive) and by the same bootstrap.
+    pred = Predictions.read(tmp_path)
+    c = pred.columns
+    order = np.argsort(-c["score"], kind="stable")
+    hit = c["lesion"][order] >= 0
+    early = hit & (np.cumsum(~hit) <= 2 * len(pred.cases))
+    found = set(zip(c["case"][order][early], c["lesion"][order][early], strict=True))
+    # The count is exact unless a tie straddles the cut (the (2 * scans + 1)-th false positive).
+    values, counts = np.unique(c["score"], return_counts=True)
+    false_scores = c["score"][order][~hit]
+    cut = false_scores[2 * len(pred.cases)] if len(false_scores) > 2 * len(pred.cases) else -1
+    assert cut not in values[counts > 1]
+    assert len(found) / sum(v["lesions"] for v in pred.cases.values()) == pytest.approx(
+        test["headline"]["value"])
+    assert headline(pred).as_dict() == pytest.approx(test["headline"])
+
+
+def test_predict_on_new_cases_without_a_reference(cache, tmp_path):
+    """python -m ftjax.predict: a trained run on a CAD-PE folder without reference masks writes
+    per case the scored candidates (CSV, JSON) and a figure."""
+    root = _cadpe_folder(tmp_path / "train")
+    workdir = tmp_path / "run"
+    config = make_config("pe", "smoke", data=f"cadpe:{root}", tune_from="scratch",
+                         input_size=67, batch_size=8, epochs=1, log_every=5, eval_chunk=16)
+    trainer.train_and_evaluate(config, workdir, app=PEApp(f"cadpe:{root}", TINY, log=None),
+                               quiet=True)
+    new = tmp_path / "new"
+    (new / "images").mkdir(parents=True)
+    for name in ("000", "003"):  # images only: no rs/ reference folder
+        (new / "images" / f"{name}.nrrd").write_bytes(
+            (root / "images" / f"{name}.nrrd").read_bytes())
+    r = subprocess.run([sys.executable, "-m", "ftjax.predict", f"--workdir={workdir}",
+                        f"--data=cadpe:{new}", f"--out={tmp_path / 'out'}"], capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, FTJAX_CACHE=str(cache)))
+    assert r.returncode == 0, r.stderr
+    for name in ("000", "003"):
+        rows = (tmp_path / "out" / f"{name}.csv").read_text().splitlines()
+        assert rows[0].split(",")[:4] == ["candidate", "z", "y", "x"]
+        assert rows[0].split(",")[-1] == "score" and len(rows) > 1
+        scores = [float(line.split(",")[-1]) for line in rows[1:]]
+        assert all(0 <= v <= 1 for v in scores)
+        listed = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+        assert listed["case"] == name and len(listed["candidates"]) == len(rows) - 1
+        assert (tmp_path / "out" / f"{name}.png").stat().st_size > 1000
+    bad = subprocess.run([sys.executable, "-m", "ftjax.predict", f"--workdir={tmp_path}",
+                          f"--data=cadpe:{new}", f"--out={tmp_path / 'o2'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "config.json" in bad.stderr and "Traceback" not in bad.stderr

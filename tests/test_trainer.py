@@ -1,6 +1,7 @@
 """The training loop end to end on the fixture application (SYNTHETIC data): outputs, resume after
 a kill, divergence, workdir protection, the evaluate CLI, and the command line's errors."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +18,7 @@ import pytest
 
 from ftjax import parallel, trainer
 from ftjax.checkpoint import Checkpoints
-from ftjax.evaluate import evaluate_run
+from ftjax.predictions import Predictions, compare, headline
 from ftjax.trainer import make_config
 
 TESTS = Path(__file__).parent
@@ -56,8 +58,9 @@ def test_run_writes_results_metrics_and_checkpoints(finished_run):
     assert max(r["val_auc"] for r in epochs) == pytest.approx(saved["best_val_auc"])
     assert any(r["kind"] == "train" and r["images_per_s"] > 0 for r in rows)
     # the network learned the fixture task (bright blob vs noise)
-    assert saved["best_val_auc"] > 0.8 and saved["test"]["auc"] > 0.8
-    assert saved["test"]["num_test_candidates"] == 48
+    assert saved["best_val_auc"] > 0.8 and saved["test"]["headline"]["value"] > 0.8
+    assert saved["test"]["num_items"] == 48
+    assert saved["data"]["validation_cases"] == 2 and saved["data"]["training_cases"] == 6
     # lr decays by 0.95 per epoch
     assert epochs[1]["lr"] == pytest.approx(0.01 * 0.95 ** 2, rel=1e-5)
 
@@ -114,7 +117,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     with pytest.raises(trainer.TrainingError, match="loss became nan at step 8"):
         trainer.train_and_evaluate(_config(epochs=3), workdir, quiet=True)
     _, meta = _params(workdir)
-    assert meta["epoch_done"] == 1 and meta["step"] == 5  # epoch 1's checkpoint, nothing later
+    assert meta["epoch_done"] == 1 and meta["step"] == 6  # epoch 1's checkpoint, nothing later
     assert not (workdir / "results.json").exists()
 
 
@@ -125,10 +128,53 @@ def test_workdir_of_another_configuration_is_refused(finished_run):
 
 def test_evaluate_rescoring_matches_the_run(finished_run, tmp_path):
     workdir, results = finished_run
-    again = evaluate_run(workdir)
-    assert again["test"]["auc"] == pytest.approx(results["test"]["auc"])
+    again = trainer.evaluate_checkpoint(workdir)
+    assert again["test"]["headline"]["value"] == pytest.approx(
+        results["test"]["headline"]["value"])
     with pytest.raises(FileNotFoundError, match="config.json"):
-        evaluate_run(tmp_path)
+        trainer.evaluate_checkpoint(tmp_path)
+
+
+def test_predictions_reproduce_the_headline_and_compare_two_runs(finished_run, tmp_path):
+    """The predictions files alone give results.json's headline (AUC against scikit-learn), and
+    two runs (another training seed, same data seed: the same test items) compare from their
+    files with DeLong's paired test, without rescoring."""
+    from sklearn.metrics import roc_auc_score
+
+    workdir, results = finished_run
+    pred = Predictions.read(workdir)
+    assert len(pred) == 48 and pred.synthetic and pred.metric["kind"] == "roc"
+    assert roc_auc_score(pred.columns["truth"], pred.columns["score"]) == pytest.approx(
+        results["test"]["headline"]["value"], abs=1e-12)
+    assert headline(pred).as_dict() == pytest.approx(results["test"]["headline"])
+    other = tmp_path / "seed1"
+    trainer.train_and_evaluate(_config(seed=1, epochs=1), other, quiet=True)
+    out = compare(pred, Predictions.read(other))
+    assert out["diff"] == pytest.approx(out["a"]["value"] - out["b"]["value"])
+    assert 0 <= out["delong_p_value"] <= 1 and 0 <= out["bootstrap_auc_p_value"] <= 1
+    r = _cli("ftjax.compare", str(workdir), str(other))
+    assert r.returncode == 0 and "DeLong" in r.stdout, r.stderr
+
+
+def test_a_dense_application_runs_through_the_trainer(tmp_path):
+    """An application whose test is not candidate scoring (cimt-like: every pixel classified,
+    a boundary per column, error in micrometres) trains, selects and tests through the trainer."""
+    import fixture_dense
+
+    results = trainer.train_and_evaluate(
+        make_config("fixture_dense:make", "smoke", **(BASE | {"epochs": 3})), tmp_path,
+        quiet=True)
+    test = results["test"]
+    assert results["data"]["validation_metric"].startswith("pixel AUC")
+    assert test["num_items"] == 3 * fixture_dense.COLS
+    # Better than chance (a third of the image height), and the files give the same number:
+    # a hand-computed mean over images of the mean |row error| x pixel size.
+    assert test["headline"]["value"] < test["chance_error_um"]
+    pred = Predictions.read(tmp_path)
+    err = np.abs(pred.columns["truth"] - pred.columns["score"]) * fixture_dense.UM_PER_PIXEL
+    by_case = [err[pred.columns["case"] == c].mean() for c in pred.cases]
+    assert np.mean(by_case) == pytest.approx(test["headline"]["value"], rel=1e-12)
+    assert headline(pred).as_dict() == pytest.approx(test["headline"])
 
 
 def _cli(module, *args):
@@ -164,11 +210,17 @@ def test_shallow_tuning_caches_the_frozen_trunk(tmp_path, capsys):
     cfg = _config(tune_from="fc7", weights=str(tmp_path / "trunk.npz"), epochs=1)
     trainer.train_and_evaluate(cfg, tmp_path / "fc7")
     out = capsys.readouterr().out
-    assert "cached the frozen trunk (conv1, conv2, conv3, conv4, conv5, fc6)" in out
-    params, _ = _params(tmp_path / "fc7")
+    assert "cached the frozen trunk (conv1..fc6)" in out and "steps start at fc7" in out
+    params, meta = _params(tmp_path / "fc7")
     for layer in layerwise.frozen_layers("fc7"):
         np.testing.assert_array_equal(params[layer]["kernel"], trunk[layer]["kernel"])
     assert not np.array_equal(params["fc7"]["kernel"], trunk["fc7"]["kernel"])
+    # The cache is only a speed-up: without it (dropout on in both) the run ends the same.
+    uncached = trainer.train_and_evaluate(dataclasses.replace(cfg, cache_trunk_gib=0.0),
+                                          tmp_path / "fc7_uncached", quiet=True)
+    assert uncached["best_val_auc"] == pytest.approx(meta["best_auc"], abs=1e-6)
+    chex.assert_trees_all_close(_params(tmp_path / "fc7_uncached")[0], params, rtol=1e-4,
+                                atol=1e-6)
 
 
 def test_a_workdir_without_checkpoints_takes_a_corrected_configuration(tmp_path):

@@ -1,7 +1,7 @@
 """AlexNet training and inference throughput, ftjax vs the PyTorch reference, side by side.
 
-    python experiments/bench/bench_alexnet.py                      # full network (all layers)
-    python experiments/bench/bench_alexnet.py --tune_from=all      # every tuning depth
+    python -m experiments.bench.bench_alexnet                      # full network (all layers)
+    python -m experiments.bench.bench_alexnet --tune_from=all      # every tuning depth
 
 Both frameworks train the same network (Caffe variant by default) on the same random float32
 batch at the variant's input size, with SGD momentum 0.9 on the tuned layers only: ftjax through

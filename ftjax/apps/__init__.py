@@ -19,7 +19,7 @@ from ftjax.apps.protocol import (
     PatchSource,
 )
 
-# name -> package holding app.py (``make``) and presets.py (``TRAIN``).
+# name -> package holding app.py (``make``) and presets.py (``TRAIN``, ``STUDY``).
 _PACKAGES: dict[str, str] = {
     "pe": "ftjax.apps.pe",
 }
@@ -65,14 +65,25 @@ def train_presets(name: str) -> Mapping[str, Mapping[str, Any]]:
     return dict(getattr(_factory(name), "train_presets", {}))
 
 
-def make_app(name: str, data: str = "synthetic", preset: str = "smoke",
-             seed: int = 0) -> Application:
-    """Build application ``name`` on ``data`` (``synthetic`` or ``dataset:path``).
+def study_facts(name: str) -> Mapping[str, Any]:
+    """The paper's study facts of a registered app (its ``presets.STUDY``): reduced-data
+    fractions, operating points, figure kind, the paper's own numbers."""
+    if name not in _PACKAGES:
+        raise UnknownApp(f"{name!r} is not one of the registered applications {available()}")
+    return _module(f"{_PACKAGES[name]}.presets").STUDY
 
-    ``name`` may also be ``module:function`` naming a user's own application factory.
+
+def make_app(name: str, data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
+             val_fraction: float = 0.2) -> Application:
+    """Build application ``name`` on ``data`` (``synthetic`` or ``dataset:path``); ``data_seed``
+    fixes its synthetic data and its train / validation / test split.
+
+    ``name`` may also be ``module:function`` naming a user's own application factory, called as
+    ``factory(data=, preset=, data_seed=, val_fraction=)``.
     """
-    return _factory(name)(data=data, preset=preset, seed=seed)
+    return _factory(name)(data=data, preset=preset, data_seed=data_seed,
+                          val_fraction=val_fraction)
 
 
 __all__ = ["Application", "ArrayCandidates", "ArrayPatches", "CandidateSource", "PatchSource",
-           "UnknownApp", "available", "make_app", "train_presets"]
+           "UnknownApp", "available", "make_app", "study_facts", "train_presets"]

@@ -7,15 +7,15 @@ generates the data set once and every later run with the same parameters reads i
 
 On disk: ``$FTJAX_CACHE/datasets/<app>/<key>/`` holds ``meta.json`` (the spec, per-case facts,
 counts, timings) and a TFDS ``GeneratorBasedBuilder`` (``ftjax_patches``) in ``array_record``
-format, one builder config per split since their records differ, read back without TensorFlow
+format, one builder config per split, read back without TensorFlow
 through ``builder.as_data_source(split)`` (random access). Splits:
 
   ``train``: one record per patch, a stratified sample of (candidate, augmentation) pairs of the
      training cases: ``patch`` uint8 [h, w, c], ``label``, ``case``, ``candidate`` (index within
      the case), ``augmentation`` (index among the K).
-  ``test``: one record per candidate of the test cases, all K augmented patches:
-     ``patches`` uint8 [K, h, w, c], ``label``, ``case``, ``candidate`` and the application's own
-     numeric ``info_fields`` (position, size, ...), which its metric reads back.
+  ``validation`` and ``test``: one record per candidate of the validation (test) cases, all K
+     augmented patches: ``patches`` uint8 [K, h, w, c], ``label``, ``case``, ``candidate`` and the
+     application's own numeric ``info_fields`` (position, size, ...), which its metric reads back.
 
 A split without records (no candidates at all) is not written (TFDS refuses empty splits) and
 reads back empty. Generation goes into a temporary sibling directory that is renamed into place
@@ -40,7 +40,8 @@ import tensorflow_datasets as tfds
 
 from ftjax.cache import cache_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a validation split of its own
+SPLITS = ("train", "validation", "test")
 META = "meta.json"
 _BUILDER = "ftjax_patches"
 _VERSION = "1.0.0"
@@ -102,11 +103,14 @@ class DatasetSpec:
     dtype name) of the per-candidate fields of ``CaseTable.info``. ``max_train_patches``: size of
     the stratified training sample (classes as equal as the candidates allow).
     ``train_augmentations``: the augmentation indices training patches are drawn from (None: all).
+    ``train_cases`` are the cases training patches are sampled from (the validation cases are
+    split off before, so no validation case is ever trained on).
     """
 
     app: str
     params: Mapping[str, Any]
     train_cases: tuple[str, ...]
+    validation_cases: tuple[str, ...]
     test_cases: tuple[str, ...]
     patch_shape: tuple[int, int, int]
     patches_per_candidate: int
@@ -116,12 +120,9 @@ class DatasetSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        overlap = set(self.train_cases) & set(self.test_cases)
-        if overlap:
-            raise ValueError(f"cases on both sides of the train/test split: {sorted(overlap)}")
-        if len(set(self.train_cases)) != len(self.train_cases) or \
-                len(set(self.test_cases)) != len(self.test_cases):
-            raise ValueError("case ids must be unique")
+        every = self.train_cases + self.validation_cases + self.test_cases
+        if len(set(every)) != len(every):
+            raise ValueError("case ids must be unique, and no case may be in two splits")
         if self.max_train_patches < 1 or self.patches_per_candidate < 1:
             raise ValueError("max_train_patches and patches_per_candidate must be >= 1")
         augs = self.train_augmentations
@@ -137,6 +138,11 @@ class DatasetSpec:
         """Hash of the spec: equal parameters give the same cached data set."""
         text = json.dumps(self.to_json(), sort_keys=True, default=_jsonable)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _cases(spec: DatasetSpec, split: str) -> tuple[str, ...]:
+    return {"train": spec.train_cases, "validation": spec.validation_cases,
+            "test": spec.test_cases}[split]
 
 
 def _jsonable(x: Any) -> Any:
@@ -211,7 +217,7 @@ class _PatchRecords(tfds.core.GeneratorBasedBuilder):
 
     name = _BUILDER
     VERSION = tfds.core.Version(_VERSION)
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="train"), tfds.core.BuilderConfig(name="test")]
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=split) for split in SPLITS]
 
     def __init__(self, spec: DatasetSpec, plan: _Plan, **kwargs: Any):
         self._spec, self._plan = spec, plan
@@ -257,11 +263,12 @@ class _Plan:
     def count(self, split: str) -> int:
         if split == "train":
             return len(self.selection)
-        return sum(len(self.tables[c]) for c in self.spec.test_cases)
+        return sum(len(self.tables[c]) for c in _cases(self.spec, split))
 
     def cases_to_cut(self) -> int:
         train = len(np.unique(self.selection[:, 0]))
-        return train + sum(1 for c in self.spec.test_cases if len(self.tables[c]))
+        return train + sum(1 for split in SPLITS[1:] for c in _cases(self.spec, split)
+                           if len(self.tables[c]))
 
     def _cut(self, case: str, candidates: np.ndarray) -> np.ndarray:
         t = time.perf_counter()
@@ -290,7 +297,7 @@ class _Plan:
                                 "augmentation": int(aug)}
                     key += 1
             return
-        for case in self.spec.test_cases:
+        for case in _cases(self.spec, split):
             table = self.tables[case]
             if not len(table):
                 continue
@@ -307,7 +314,7 @@ def _generate(spec: DatasetSpec, producer: PatchProducer, out: Path, log: Log | 
     """Find candidates in every case, sample the training patches, write the TFDS splits and
     finally meta.json (its presence marks a complete data set)."""
     t0 = time.perf_counter()
-    cases = spec.train_cases + spec.test_cases
+    cases = spec.train_cases + spec.validation_cases + spec.test_cases
     first = _Progress(len(cases), log, f"{spec.app} data set: candidates")
     tables = {}
     for case in cases:
@@ -322,14 +329,14 @@ def _generate(spec: DatasetSpec, producer: PatchProducer, out: Path, log: Log | 
     plan = _Plan(spec, producer, tables, selection)
     plan.progress = _Progress(plan.cases_to_cut(), log, f"{spec.app} data set: patches")
     out.mkdir(parents=True)
-    for split in ("train", "test"):
+    for split in SPLITS:
         if plan.count(split):
             _PatchRecords(spec, plan, config=split, data_dir=str(out)).download_and_prepare()
-    labels, counts = selection[:, 3], np.unique(selection[:, 3], return_counts=True)
+    counts = np.unique(selection[:, 3], return_counts=True)
     meta = {
         "spec": spec.to_json(), "key": spec.key(),
         "cases": {c: dict(tables[c].meta, candidates=len(tables[c])) for c in cases},
-        "records": {"train": len(labels), "test": plan.count("test")},
+        "records": {split: plan.count(split) for split in SPLITS},
         "train_patches_per_class": dict(zip(map(str, counts[0]), counts[1].tolist(),
                                             strict=True)),
         "timings": {"candidates_seconds": round(t_tables, 3),
@@ -375,8 +382,9 @@ def build_or_load(spec: DatasetSpec, producer: PatchProducer, log: Log | None = 
     _remove_stale(path.parent)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     if log:
-        log(f"{spec.app} data set: generating {len(spec.train_cases)} training and "
-            f"{len(spec.test_cases)} test cases into {path}")
+        log(f"{spec.app} data set: generating {len(spec.train_cases)} training, "
+            f"{len(spec.validation_cases)} validation and {len(spec.test_cases)} test cases "
+            f"into {path}")
     try:
         tfds.display_progress_bar(False)  # our own progress lines instead of tqdm bars
         _generate(spec, producer, tmp, log)
@@ -407,18 +415,17 @@ class TrainingRecords:
 
 @dataclasses.dataclass(frozen=True)
 class StoredCandidates:
-    """A CandidateSource over the test split: patches are read from disk on demand.
+    """A CandidateSource over the validation or test split: patches are read on demand.
 
-    ``rows`` are the records of these candidates; ``augmentations`` optionally keeps a subset of
-    each candidate's K patches (e.g. fewer patches to score in a quick run); ``info`` is the
-    application's record of the candidates.
+    ``rows`` are the records of these candidates, ``labels`` their classes; ``augmentations``
+    optionally keeps a subset of each candidate's K patches (fewer patches to score).
     """
 
     source: Any
     rows: np.ndarray
+    labels: np.ndarray
     patch_shape: tuple[int, ...]
     augmentations: np.ndarray | None = None
-    info: Any = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -433,7 +440,7 @@ class StoredCandidates:
 
 
 class PatchDataset:
-    """A generated data set: ``meta``, the train split in memory, the test split on demand."""
+    """A generated data set: ``meta``, the train split in memory, candidate splits on demand."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -474,10 +481,11 @@ class PatchDataset:
             np.array([r["candidate"] for r in rows], np.int32),
             np.array([r["augmentation"] for r in rows], np.int32))
 
-    def test_index(self) -> dict[str, np.ndarray]:
-        """Per test record: label, case, candidate and the info fields (no patches)."""
+    def index(self, split: str) -> dict[str, np.ndarray]:
+        """Per record of the ``validation`` or ``test`` split: label, case, candidate and the
+        info fields (no patches)."""
         keys = ("label", "case", "candidate", *self.info_fields)
-        rows = list(self._scan("test", keys)) if self.meta["records"]["test"] else []
+        rows = list(self._scan(split, keys)) if self.meta["records"].get(split) else []
         index = {"label": np.array([r["label"] for r in rows], np.int32),
                  "case": np.array([r["case"].decode() for r in rows], dtype=str),
                  "candidate": np.array([r["candidate"] for r in rows], np.int32)}
@@ -485,10 +493,11 @@ class PatchDataset:
             index[name] = np.array([r[name] for r in rows], dtype).reshape(len(rows), *shape)
         return index
 
-    def candidates(self, rows: np.ndarray, augmentations: Sequence[int] | None = None,
-                   info: Any = None) -> StoredCandidates:
-        """Lazy access to the test records ``rows`` (indices into ``test_index``)."""
-        source = self._source("test") if self.meta["records"]["test"] else None
+    def candidates(self, split: str, rows: np.ndarray, labels: np.ndarray,
+                   augmentations: Sequence[int] | None = None) -> StoredCandidates:
+        """Lazy access to the records ``rows`` (indices into ``index(split)``) of a candidate
+        split, with their ``labels``."""
+        source = self._source(split) if self.meta["records"].get(split) else None
         augs = None if augmentations is None else np.asarray(augmentations, np.int64)
-        return StoredCandidates(source, np.asarray(rows, np.int64),
-                                (self.patches_per_candidate, *self.patch_shape), augs, info)
+        return StoredCandidates(source, np.asarray(rows, np.int64), np.asarray(labels),
+                                (self.patches_per_candidate, *self.patch_shape), augs)

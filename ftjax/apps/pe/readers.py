@@ -103,16 +103,19 @@ def list_cadpe(root: str | Path) -> list[str]:
     return sorted(p.name[: -len(".nrrd")] for p in images.glob("*.nrrd") if p.is_file())
 
 
-def load_cadpe(root: str | Path, case_id: str) -> CTScan:
-    """One CAD-PE case: `images/<id>.nrrd` and its reference standard `rs/<id>RefStd.nrrd`."""
+def load_cadpe(root: str | Path, case_id: str, masks: bool = True) -> CTScan:
+    """One CAD-PE case: `images/<id>.nrrd` and its reference standard `rs/<id>RefStd.nrrd`
+    (``masks=False``: the image alone, for new cases without a reference)."""
     root = Path(root)
     image_path = _require_file(root / "images" / f"{case_id}.nrrd", "CAD-PE image")
-    mask_path = _require_file(root / "rs" / f"{case_id}RefStd.nrrd", "CAD-PE reference mask")
     hu, spacing = read_nrrd(image_path)
     if spacing is None:
         raise PEDataError(
             f"{image_path}: no voxel spacing (expected a 'space directions' or 'spacings' field)"
         )
+    if not masks:
+        return _unlabelled(case_id, hu, spacing, "cadpe")
+    mask_path = _require_file(root / "rs" / f"{case_id}RefStd.nrrd", "CAD-PE reference mask")
     labels, mask_spacing = read_nrrd(mask_path)
     if labels.shape != hu.shape:
         raise PEDataError(
@@ -260,6 +263,7 @@ def load_fumpe(
     root: str | Path,
     case_id: str,
     mask_slice_order: Literal["instance", "position"] = "instance",
+    masks: bool = True,
 ) -> CTScan:
     """One FUMPE patient: its DICOM series and `GroundTruth/<id>.mat` (binary, (y, x, z)).
 
@@ -270,6 +274,9 @@ def load_fumpe(
     """
     root = Path(root)
     folder = _fumpe_series_root(root) / case_id
+    if not masks:
+        hu, spacing, _ = read_dicom_series(folder)
+        return _unlabelled(case_id, hu, spacing, "fumpe")
     mask = read_fumpe_mask(root / "GroundTruth" / f"{case_id}.mat")
     hu, spacing, rank = read_dicom_series(folder)
     expected = (hu.shape[1], hu.shape[2], hu.shape[0])
@@ -289,12 +296,21 @@ def load_fumpe(
     return CTScan(case_id, hu, spacing, clots.astype(np.int32), "fumpe")
 
 
+def _unlabelled(case_id: str, hu: np.ndarray, spacing: tuple[float, float, float],
+                source: str) -> CTScan:
+    """A scan read without its reference: ``clots`` is all zero and means "not known"."""
+    return CTScan(case_id, np.asarray(hu, np.float32), spacing, np.zeros(hu.shape, np.int32),
+                  source)
+
+
 # ------------------------------------------------------------------------------------- dispatch
 
 _DATASETS: dict[str, tuple[Callable[[str | Path], list[str]], Callable[..., CTScan]]] = {
     "cadpe": (list_cadpe, load_cadpe),
     "fumpe": (list_fumpe, load_fumpe),
 }
+
+DATASETS = tuple(_DATASETS)  # the --data=NAME:DIR names
 
 
 def _dataset(name: str) -> tuple[Callable[[str | Path], list[str]], Callable[..., CTScan]]:
@@ -308,6 +324,7 @@ def list_cases(dataset: str, root: str | Path) -> list[str]:
     return _dataset(dataset)[0](root)
 
 
-def load_case(dataset: str, root: str | Path, case_id: str) -> CTScan:
-    """Load one case of `dataset` ("cadpe" or "fumpe") from its folder."""
-    return _dataset(dataset)[1](root, case_id)
+def load_case(dataset: str, root: str | Path, case_id: str, masks: bool = True) -> CTScan:
+    """Load one case of `dataset` ("cadpe" or "fumpe") from its folder; ``masks=False`` reads
+    the CT alone (new cases without a reference standard)."""
+    return _dataset(dataset)[1](root, case_id, masks=masks)
