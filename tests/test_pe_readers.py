@@ -70,6 +70,23 @@ def test_cadpe_spacing_from_spacings_field_and_oblique_directions(tmp_path):
     assert load_case("cadpe", tmp_path / "b", "1").spacing == pytest.approx((2.0, 0.8, 0.7))
 
 
+def test_cadpe_bzip2_and_raw_data_at_the_end_of_the_file(tmp_path):
+    """Layouts the hardened reader still accepts: bzip2 data, and raw data placed by
+    `byte skip: -1` after a gap."""
+    vol = _volume_xyz()
+    _write_cadpe(tmp_path / "bz", "1", vol, np.zeros_like(vol),
+                 header={"spacings": [0.6, 0.9, 1.25], "encoding": "bzip2"})
+    np.testing.assert_array_equal(load_case("cadpe", tmp_path / "bz", "1").hu,
+                                  vol.transpose(2, 1, 0))
+    _write_cadpe(tmp_path / "end", "1", vol, None,
+                 header={"spacings": [0.6, 0.9, 1.25], "encoding": "raw"})
+    path = tmp_path / "end" / "images" / "1.nrrd"
+    head, _, body = path.read_bytes().partition(b"\n\n")
+    path.write_bytes(head + b"\nbyte skip: -1\n\n" + b"gap" + body)
+    np.testing.assert_array_equal(load_case("cadpe", tmp_path / "end", "1", masks=False).hu,
+                                  vol.transpose(2, 1, 0))
+
+
 def test_cadpe_bad_input(tmp_path):
     vol = _volume_xyz()
     _write_cadpe(tmp_path / "nospacing", "1", vol, np.zeros_like(vol), header={"encoding": "raw"})
@@ -103,12 +120,14 @@ def test_cadpe_bad_input(tmp_path):
 
 # ------------------------------------------------------------------------------------ FUMPE
 
+SERIES_UID = generate_uid(entropy_srcs=["ftjax test series"])  # one series unless told
 ROW_COS = np.array([1.0, 0.0, 0.0])
 COL_COS = np.array([0.0, np.cos(0.2), -np.sin(0.2)])  # a tilted gantry: oblique slices
 NORMAL = np.cross(ROW_COS, COL_COS)
 
 
-def _write_slice(path, raw, position, instance, pixel_spacing=(0.7, 0.6), drop=()):
+def _write_slice(path, raw, position, instance, pixel_spacing=(0.7, 0.6), drop=(),
+                 series_uid=SERIES_UID):
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -116,7 +135,7 @@ def _write_slice(path, raw, position, instance, pixel_spacing=(0.7, 0.6), drop=(
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
+    ds.Modality, ds.SeriesInstanceUID = "CT", series_uid
     ds.Rows, ds.Columns = raw.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -136,6 +155,7 @@ def _write_fumpe(root, case_id, n=5, step=1.25, shape=(6, 7), mask=None, positio
     a scanner numbers slices head to feet), plus an optional (y, x, z) mask in instance order."""
     folder = root / "CT_scans" / case_id
     folder.mkdir(parents=True)
+    series_uid = generate_uid()
     rng = np.random.default_rng(1)
     raws = rng.integers(0, 2000, size=(n, *shape))
     if positions is None:
@@ -144,7 +164,7 @@ def _write_fumpe(root, case_id, n=5, step=1.25, shape=(6, 7), mask=None, positio
     for k in range(n):
         instance = n - k  # instance 1 is the highest position
         _write_slice(folder / f"IM{(k * 7) % n:04d}", raws[k], origin + positions[k] * NORMAL,
-                     instance)
+                     instance, series_uid=series_uid)
     if mask is not None:
         (root / "GroundTruth").mkdir(exist_ok=True)
         scipy.io.savemat(root / "GroundTruth" / f"{case_id}.mat", {"Mask": mask})
@@ -177,6 +197,14 @@ def test_read_dicom_series_rank_follows_instance_numbers(tmp_path):
     _write_fumpe(tmp_path, "P", n=4)
     hu, spacing, rank = read_dicom_series(tmp_path / "CT_scans" / "P")
     assert rank.tolist() == [3, 2, 1, 0] and hu.shape == (4, 6, 7)
+
+
+def test_series_without_series_uid_is_read_as_one_series(tmp_path):
+    """[documented] Slices that all lack SeriesInstanceUID cannot be told apart: one series."""
+    for k in range(3):
+        _write_slice(tmp_path / f"{k}.dcm", np.zeros((4, 4)), k * NORMAL, k + 1,
+                     drop=("SeriesInstanceUID",))
+    assert read_dicom_series(tmp_path)[0].shape == (3, 4, 4)
 
 
 def test_fumpe_bad_input(tmp_path):

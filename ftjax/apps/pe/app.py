@@ -170,6 +170,8 @@ class PEApp(CandidateApp):
                   "hu_window": s.hu_window}
         if self.synthetic:
             params |= {"shape": s.shape, "spacing": s.spacing}
+        else:  # data sets read by older, too trusting readers must not be reused
+            params |= {"readers": readers.FORMAT_VERSION}
         return params
 
     def units(self, cases: Sequence[str]) -> np.ndarray:

@@ -25,7 +25,7 @@ class CTScan:
       hu: float32 (z, y, x) intensities in Hounsfield units.
       spacing: (z, y, x) voxel spacing in mm, all positive.
       clots: int32 (z, y, x) instance labels: 0 background, 1..n one label per clot. All zero is a
-        valid scan without emboli.
+        valid scan without emboli. Given as an integer or boolean array of the volume's shape.
       source: "synthetic" for generated volumes, otherwise the dataset name ("cadpe", "fumpe").
     """
 
@@ -38,14 +38,19 @@ class CTScan:
     def __post_init__(self) -> None:
         where = f"CTScan {self.case_id!r} ({self.source})"
         hu = np.asarray(self.hu)
-        if hu.ndim != 3:
-            raise CTDataError(f"{where}: hu must be 3-D (z, y, x), got shape {hu.shape}")
+        if hu.ndim != 3 or hu.size == 0:
+            raise CTDataError(
+                f"{where}: hu must be 3-D (z, y, x) with no empty axis, got shape {hu.shape}"
+            )
         if not np.issubdtype(hu.dtype, np.number) or np.issubdtype(hu.dtype, np.complexfloating):
             raise CTDataError(f"{where}: hu must be real numbers, got dtype {hu.dtype}")
         hu = hu.astype(np.float32, copy=False)
         if not np.isfinite(hu).all():
             raise CTDataError(f"{where}: hu contains NaN or infinite values")
-        spacing = tuple(float(s) for s in np.asarray(self.spacing, dtype=np.float64).ravel())
+        try:
+            spacing = tuple(float(s) for s in np.asarray(self.spacing, dtype=np.float64).ravel())
+        except (TypeError, ValueError):
+            spacing = ()
         if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
             raise CTDataError(
                 f"{where}: spacing must be three positive finite mm values (z, y, x), "
@@ -56,10 +61,11 @@ class CTScan:
             raise CTDataError(
                 f"{where}: clot mask shape {clots.shape} does not match volume shape {hu.shape}"
             )
-        if not np.issubdtype(clots.dtype, np.integer) and clots.dtype != np.bool_:
+        if clots.dtype.kind not in "biu":  # integers are finite: NaN or 0.5 is no clot label
             raise CTDataError(f"{where}: clot labels must be integers, got dtype {clots.dtype}")
-        if clots.size and clots.min() < 0:
-            raise CTDataError(f"{where}: clot labels must be >= 0, got {clots.min()}")
+        if clots.size and (clots.min() < 0 or clots.max() > np.iinfo(np.int32).max):
+            raise CTDataError(f"{where}: clot labels must be >= 0 and fit int32, got "
+                              f"{clots.min()}..{clots.max()}")
         object.__setattr__(self, "hu", hu)
         object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "clots", clots.astype(np.int32, copy=False))
