@@ -1,15 +1,28 @@
 """What every ``python -m ftjax.*`` command shares: flags generated from a config dataclass, and
-one error boundary (a one-line error naming the file or flag, exit status 1, no traceback)."""
+one rule for errors: a bad flag, file or input ends in one line ``error: ...`` naming the flag or
+file, exit status 1, no traceback (``--verbose`` shows it), and nothing half-written left behind.
+
+    if __name__ == "__main__":
+        sys.exit(cli.run(main))
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from absl import flags
+from absl import app, flags
+
+# What a command reports as a one-line error: bad values and files (ValueError and its
+# subclasses: WeightsError, PEDataError, PredictionsError, TrainingError, ...) and the OS's own
+# (missing files, a read-only or full disk).
+ERRORS = (ValueError, OSError)
+PREEMPTED = 143  # exit status after SIGTERM (128 + 15), once the state is saved
+
+flags.DEFINE_bool("verbose", False, "on an error, show the full traceback instead of one line")
 
 _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            bool: flags.DEFINE_bool}
@@ -40,11 +53,38 @@ def given(names: Iterable[str]) -> dict[str, Any]:
     return {n: getattr(flags.FLAGS, n) for n in names if getattr(flags.FLAGS, n) is not None}
 
 
-def error_boundary(fn: Callable[[], Any], errors: tuple[type[BaseException], ...]) -> int:
-    """Run ``fn``; an expected error becomes ``error: <message>`` on stderr and exit status 1."""
+def one_line(error: BaseException) -> str:
+    """An exception as one line (library messages are one line already; OS and third-party
+    ones may not be)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def run(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None,
+        errors: tuple[type[BaseException], ...] = ERRORS) -> int:
+    """Parse the flags and run ``main(remaining_argv)``; returns the exit status.
+
+    A flag that does not parse, an argument ``main`` rejects (it raises ``ValueError``) and any
+    of ``errors`` become ``error: <one line>`` on stderr and status 1 (``--verbose``: the
+    traceback). Unlike ``absl.app.run`` it returns instead of exiting, so tests can run many
+    command lines in one process.
+    """
+    argv = list(sys.argv if argv is None else argv)
     try:
-        fn()
-    except errors as e:
-        print(f"error: {e}", file=sys.stderr)
+        app.define_help_flags()
+        rest = flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
-    return 0
+    try:
+        return int(main(rest) or 0)
+    except errors as e:
+        if flags.FLAGS.verbose:
+            raise
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def no_arguments(argv: Sequence[str]) -> None:
+    """Commands take flags only: a stray word is most likely a typo'd flag."""
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {list(argv[1:])}: flags are written --name=value")

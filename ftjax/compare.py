@@ -9,14 +9,17 @@ bootstrap; boundaries: cluster bootstrap of the mean error).
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
 from ftjax import cli
-from ftjax.predictions import Predictions, PredictionsError, compare
+from ftjax.predictions import Predictions, compare
 
 flags.DEFINE_integer("n_boot", None, "bootstrap resamples (default: the runs' own)")
 flags.DEFINE_bool("json", False, "print the comparison as JSON")
+flags.adopt_module_key_flags(cli)
 
 
 def _report(a: str, b: str) -> None:
@@ -42,11 +45,12 @@ def _report(a: str, b: str) -> None:
         print(f"  A - B: {out['diff']:+.2f}, paired bootstrap p={out['p_value']:.3g}")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: Sequence[str]) -> int:
     if len(argv) != 3:
-        raise app.UsageError("usage: python -m ftjax.compare RUN_A RUN_B (two run workdirs)")
-    return cli.error_boundary(lambda: _report(argv[1], argv[2]), (PredictionsError, OSError))
+        raise ValueError("usage: python -m ftjax.compare RUN_A RUN_B (two run workdirs)")
+    _report(argv[1], argv[2])
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(cli.run(main))

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+import math
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ftjax.layerwise import TUNE_FROM
 from ftjax.models.alexnet import VARIANTS, input_size
 
 PARALLEL = ("jit", "pmap")
+# Network input sides a config accepts: from 63, every pooling window of both variants lies
+# inside its input (pool5 is 1x1 at 63); above 1024 the activations alone outgrow most devices.
+MIN_INPUT, MAX_INPUT = 63, 1024
 
 # What a preset changes; anything given explicitly wins. smoke: minutes on a 2-core CPU.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -25,8 +30,29 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def _field(default: Any, help: str, choices: tuple[str, ...] | None = None,
+           check: tuple[str, Callable[[Any], bool]] | None = None) -> Any:
+    """A config field: its default, its help text, and what values are valid (``choices``, or a
+    ``check``: a description and a predicate)."""
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "choices": choices, "check": check})
+
+
+def _range(low: float, high: float, low_open: bool = False,
+           high_open: bool = False) -> tuple[str, Callable[[Any], bool]]:
+    def num(x: float) -> str:
+        return f"{x:g}" if not float(x).is_integer() or math.isinf(x) else str(int(x))
+
+    text = f"in {'(' if low_open else '['}{num(low)}, {num(high)}{')' if high_open else ']'}"
+    return text, lambda v: (v > low if low_open else v >= low) and \
+        (v < high if high_open else v <= high)
+
+
+_POSITIVE = _range(1, math.inf)  # counts: at least 1
+_SEED = _range(0, 2**31 - 1)
+_NONNEGATIVE = _range(0, math.inf, high_open=True)
+_INPUT_SIZE = (f"0 (the variant's own) or in [{MIN_INPUT}, {MAX_INPUT}]",
+               lambda v: v == 0 or MIN_INPUT <= v <= MAX_INPUT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,57 +70,71 @@ class TrainConfig:
                        VARIANTS)
     weights: str = _field("imagenet", "imagenet (official weights, downloaded once), random, or "
                           "a .npz / .caffemodel / .pth file")
-    epochs: int = _field(3, "maximum epochs")
-    batch_size: int = _field(32, "global batch size (divisible by the device count)")
-    patience: int = _field(3, "early stopping: epochs without a better validation AUC")
+    epochs: int = _field(3, "maximum epochs", check=_POSITIVE)
+    batch_size: int = _field(32, "global batch size (divisible by the device count)",
+                             check=_POSITIVE)
+    patience: int = _field(3, "early stopping: epochs without a better validation AUC",
+                           check=_POSITIVE)
     train_fraction: float = _field(1.0, "share of the training units (PEs, videos) kept, removing "
-                                   "whole cases (the paper's reduced training sets)")
+                                   "whole cases (the paper's reduced training sets)",
+                                   check=_range(0, 1, low_open=True))
     val_fraction: float = _field(0.2, "fraction of the training cases held out for validation "
-                                 "(paper: 80/20)")
+                                 "(paper: 80/20)", check=_range(0, 1, True, True))
     data_seed: int = _field(0, "seed of the data: synthetic cases, the train / validation / test "
-                            "split, which cases a reduced training set keeps")
-    seed: int = _field(0, "seed of the training: initialisation, data order, dropout")
+                            "split, which cases a reduced training set keeps", check=_SEED)
+    seed: int = _field(0, "seed of the training: initialisation, data order, dropout",
+                       check=_SEED)
     parallel: str = _field("jit", "data-parallel step: jit (sharded over a ('data',) mesh) or "
                            "pmap", PARALLEL)
     distributed: bool = _field(False, "multi-host: call jax.distributed.initialize() first "
                                "(TPU VM pods)")
     input_size: int = _field(0, "network input side; 0: the variant's own (227 caffe, 224 "
-                             "torchvision)")
+                             "torchvision)", check=_INPUT_SIZE)
     cache_trunk_gib: float = _field(4.0, "fc6..fc8 tuning: cache the frozen trunk's features "
-                                    "when they fit in this many GiB (0: never)")
+                                    "when they fit in this many GiB (0: never)",
+                                    check=_NONNEGATIVE)
     # The paper's Caffe SGD.
-    base_lr: float = _field(0.001, "learning rate of the tuned layers")
-    fc8_lr_mult: float = _field(10.0, "fc8 rate multiplier when fine-tuning")
-    bias_lr_mult: float = _field(2.0, "bias rate multiplier")
-    momentum: float = _field(0.9, "SGD momentum")
-    weight_decay: float = _field(5e-4, "weight decay on weights (not biases)")
-    lr_decay_per_epoch: float = _field(0.95, "rate factor applied once per epoch")
+    base_lr: float = _field(0.001, "learning rate of the tuned layers",
+                            check=_range(0, 10, low_open=True))
+    fc8_lr_mult: float = _field(10.0, "fc8 rate multiplier when fine-tuning", check=_NONNEGATIVE)
+    bias_lr_mult: float = _field(2.0, "bias rate multiplier", check=_NONNEGATIVE)
+    momentum: float = _field(0.9, "SGD momentum", check=_range(0, 1, high_open=True))
+    weight_decay: float = _field(5e-4, "weight decay on weights (not biases)", check=_NONNEGATIVE)
+    lr_decay_per_epoch: float = _field(0.95, "rate factor applied once per epoch",
+                                       check=_range(0, 1, low_open=True))
     # Bookkeeping: no effect on the result.
-    log_every: int = _field(20, "steps between progress lines")
-    checkpoint_every: int = _field(0, "steps between mid-epoch checkpoints (0: epoch ends only)")
-    eval_chunk: int = _field(64, "candidates per scoring call (validation and test)")
+    log_every: int = _field(20, "steps between progress lines", check=_POSITIVE)
+    checkpoint_every: int = _field(0, "steps between mid-epoch checkpoints (0: epoch ends only)",
+                                   check=_range(0, math.inf))
+    eval_chunk: int = _field(64, "candidates per scoring call (validation and test)",
+                             check=_POSITIVE)
 
     def __post_init__(self):
         def bad(msg):
             raise ValueError(f"invalid configuration: {msg}")
 
-        if not self.app:
-            bad("app is required (--app=pe, or module:function for your own application)")
+        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                bad(f"{f.name}={getattr(self, f.name)!r}; expected one of {', '.join(choices)}")
-        if not 0 < self.train_fraction <= 1:
-            bad(f"train_fraction={self.train_fraction} must be in (0, 1]")
-        if not 0 < self.val_fraction < 1:
-            bad(f"val_fraction={self.val_fraction} must be in (0, 1)")
-        for name in ("epochs", "batch_size", "patience", "log_every", "eval_chunk"):
-            if getattr(self, name) < 1:
-                bad(f"{name}={getattr(self, name)} must be >= 1")
+            value, kind = getattr(self, f.name), hints[f.name]
+            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                value, ok = float(value), True
+            if not ok:
+                bad(f"--{f.name}={value!r}: expected {kind.__name__}")
+            if kind is float and not math.isfinite(value):
+                bad(f"--{f.name}={value}: expected a finite number")
+            choices, check = f.metadata.get("choices"), f.metadata.get("check")
+            if choices and value not in choices:
+                bad(f"--{f.name}={value!r}; expected one of {', '.join(choices)}")
+            if check and not check[1](value):
+                bad(f"--{f.name}={value}; expected {check[0]}")
+        if not self.app:
+            bad("--app is required (pe, or module:function for your own application)")
         if self.tune_from == "scratch" and self.weights == "imagenet":
             object.__setattr__(self, "weights", "random")  # scratch never loads pretrained weights
         if self.tune_from != "scratch" and self.weights == "random":
-            bad(f"tune_from={self.tune_from} fine-tunes pretrained weights; --weights=random "
+            bad(f"--tune_from={self.tune_from} fine-tunes pretrained weights; --weights=random "
                 "only makes sense with --tune_from=scratch")
 
     @property
@@ -112,8 +152,23 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        return cls(**json.loads(text))
+    def from_json(cls, text: str, source: str = "config") -> TrainConfig:
+        """The config stored in a workdir; ``source`` (its path) names it in errors."""
+        try:
+            values = json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"{source}: not valid JSON ({e})") from e
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: expected a JSON object of config fields, got "
+                             f"{type(values).__name__}")
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{source}: unknown config fields {unknown} (written by another "
+                             "ftjax version?)")
+        try:
+            return cls(**values)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from e
 
 
 def make_config(app: str, preset: str = "smoke",

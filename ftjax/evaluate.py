@@ -8,25 +8,27 @@ entry of its results.json.
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
 from ftjax import cli
 
 flags.DEFINE_string("workdir", None, "a training run's work directory")
+flags.adopt_module_key_flags(cli)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main(argv: Sequence[str]) -> int:
+    cli.no_arguments(argv)
     if not flags.FLAGS.workdir:
-        raise app.UsageError("--workdir is required")
+        raise ValueError("--workdir is required")
     from ftjax import trainer  # noqa: PLC0415 (flags are parsed first: fast --help)
 
-    return cli.error_boundary(
-        lambda: print(json.dumps(trainer.evaluate_checkpoint(flags.FLAGS.workdir)["test"]
-                                 ["headline"], indent=2)), trainer.ERRORS)
+    results = trainer.evaluate_checkpoint(flags.FLAGS.workdir)
+    print(json.dumps(results["test"]["headline"], indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(cli.run(main))

@@ -29,14 +29,21 @@ def initialize(distributed: bool, **kwargs: Any) -> None:
     """
     if distributed:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(**kwargs)
+        try:
+            jax.distributed.initialize(**kwargs)
+        except (RuntimeError, ValueError) as e:
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise ValueError(f"--distributed: could not join a multi-host job ({first}); on a "
+                             "TPU VM run the same command on every host, elsewhere set "
+                             "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID") \
+                from e
 
 
 def process_rows(global_batch: int) -> slice:
     """The rows of a global batch that this process loads."""
     n = jax.process_count()
     if global_batch % jax.device_count():
-        raise ValueError(f"batch size {global_batch} is not divisible by the "
+        raise ValueError(f"--batch_size={global_batch} is not divisible by the "
                          f"{jax.device_count()} devices")
     per = global_batch // n
     return slice(jax.process_index() * per, (jax.process_index() + 1) * per)

@@ -10,15 +10,18 @@ scored candidates) in --out. The application, preset and network are the run's o
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from ftjax import cli
 
 flags.DEFINE_string("workdir", None, "a finished training run (its best checkpoint is used)")
 flags.DEFINE_string("data", None, "the new cases: DATASET:PATH in the application's format")
 flags.DEFINE_string("out", None, "output folder (default: <workdir>/predictions_<folder name>)")
+flags.adopt_module_key_flags(cli)
 
 
 def predict(workdir: str | Path, data: str, out: str | Path | None = None) -> list[Path]:
@@ -43,17 +46,15 @@ def predict(workdir: str | Path, data: str, out: str | Path | None = None) -> li
     return written
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main(argv: Sequence[str]) -> int:
+    cli.no_arguments(argv)
     f = flags.FLAGS
     for name in ("workdir", "data"):
         if not getattr(f, name):
-            raise app.UsageError(f"--{name} is required")
-    from ftjax import trainer  # noqa: PLC0415
-
-    return cli.error_boundary(lambda: predict(f.workdir, f.data, f.out), trainer.ERRORS)
+            raise ValueError(f"--{name} is required")
+    predict(f.workdir, f.data, f.out)
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(cli.run(main))

@@ -15,7 +15,10 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import platform
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +30,8 @@ import numpy as np
 import optax
 
 import ftjax
-from ftjax import cli, layerwise, parallel, scoring, weights
 from ftjax import config as run_config
+from ftjax import layerwise, parallel, scoring, weights
 from ftjax.apps import Application, CandidateSource, PatchSource, make_app, train_presets
 from ftjax.checkpoint import Checkpoints
 from ftjax.config import TrainConfig
@@ -38,7 +41,7 @@ from ftjax.metrics import roc_auc
 from ftjax.models import LAYERS, AlexNet
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ValueError):
     """A run that cannot go on (diverged loss, a workdir of another run, ...)."""
 
 
@@ -80,33 +83,48 @@ class _Log:
         self.main = jax.process_index() == 0
         self.quiet = quiet or not self.main
         self.path = workdir / "metrics.jsonl"
+        self.started = False
+
+    def start(self) -> None:
+        """Records are written from here on (the workdir exists)."""
+        self.started = True
 
     def __call__(self, msg: str) -> None:
         if not self.quiet:
             print(msg, flush=True)
 
     def record(self, **row: Any) -> None:
-        if self.main:
+        if self.main and self.started:
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
 
 def _check_workdir(config: TrainConfig, workdir: Path) -> None:
-    """A workdir belongs to one configuration: resuming is allowed, mixing runs is not. A workdir
-    whose run never reached a checkpoint (say, it stopped on bad --data) takes the new one."""
+    """Before any work: the workdir can be written, and belongs to this configuration (resuming
+    is allowed, mixing runs is not; a workdir whose run never reached a checkpoint takes the new
+    one). Nothing is created here: a run that fails before training leaves nothing behind."""
+    if workdir.exists() and not workdir.is_dir():
+        raise TrainingError(f"--workdir={workdir}: exists and is not a directory")
+    existing = next((p for p in (workdir, *workdir.parents) if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise TrainingError(f"--workdir={workdir}: {existing} is not writable")
     path = workdir / "config.json"
     started = any(p.name.isdigit() for d in ("latest", "best")
                   for p in (workdir / "checkpoints" / d).glob("*"))
     if path.exists() and started:
-        old = TrainConfig.from_json(path.read_text())
+        old = TrainConfig.from_json(path.read_text(), source=str(path))
         if old.result_fields() != config.result_fields():
             diff = {k: (v, config.result_fields()[k]) for k, v in old.result_fields().items()
                     if config.result_fields()[k] != v}
             raise TrainingError(f"{workdir} holds a run with another configuration "
                                 f"(was -> now: {diff}); use a new --workdir")
+
+
+def _claim_workdir(config: TrainConfig, workdir: Path) -> None:
+    """Create the workdir with its config.json, once the run is about to train."""
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
-        write_json(path, json.loads(config.to_json()))
+        write_json(workdir / "config.json", json.loads(config.to_json()))
 
 
 def _versions() -> dict[str, str]:
@@ -129,6 +147,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     t_start = time.perf_counter()
     workdir = Path(workdir)
     _check_workdir(config, workdir)
+    rows = parallel.process_rows(config.batch_size)  # checked before any work
     log = _Log(workdir, quiet)
     app = app or make_app(config.app, config.data, config.preset, config.data_seed,
                           config.val_fraction)
@@ -182,6 +201,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
         f"{steps_per_epoch} steps/epoch of {config.batch_size}")
 
     # Resume.
+    _claim_workdir(config, workdir)
+    log.start()
     ckpt = Checkpoints(workdir)
     host_state = {"params": params, "opt_state": optimizer.init(trainable)}
     meta = {"step": 0, "best_auc": -1.0, "best_epoch": -1, "bad_epochs": 0, "epoch_done": 0}
@@ -194,7 +215,6 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     trainable, frozen, opt_state = strategy.put_state((trainable, frozen, host_state["opt_state"]))
     del host_state, params, pretrained
 
-    rows = parallel.process_rows(config.batch_size)
     key = jax.random.key(config.seed)
     step = meta["step"]
     timings = {"train_seconds": 0.0, "validation_seconds": 0.0}
@@ -209,6 +229,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
         local = np.sort(idx[rows])
         return strategy.put_batch({"inputs": fit_inputs[local], "labels": fit.labels[local]})
 
+    preemption = _Preemption()
     try:
         for epoch in range(step // steps_per_epoch, config.epochs):
             if meta["bad_epochs"] >= config.patience:
@@ -234,6 +255,13 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
                     pending = []
                 if mid_save:
                     save(best=False)
+                if preemption.requested and i != steps_per_epoch - 1:
+                    if pending:
+                        _flush(pending, log, step, epoch, i, steps_per_epoch, t_epoch, first,
+                               config)
+                    if not mid_save:
+                        save(best=False)
+                    return _preempted(ckpt, log, step)
             timings["train_seconds"] += time.perf_counter() - t_epoch
 
             t = time.perf_counter()
@@ -256,6 +284,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
                        val_auc=auc, best=improved,
                        lr=float(layerwise.lr_schedule(steps_per_epoch, sgd)(step)))
             save(best=improved)
+            if preemption.requested:
+                return _preempted(ckpt, log, step)
         ckpt.wait()
 
         best = ckpt.restore("best", {
@@ -267,6 +297,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
         test = run_test(app, model, best[0]["params"], config, workdir, log)
         timings["test_seconds"] = time.perf_counter() - t
     finally:
+        preemption.restore()
         ckpt.close()
     timings["total_seconds"] = time.perf_counter() - t_start
     results = {
@@ -284,6 +315,33 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
         f"[{test['headline']['low']:.4f}, {test['headline']['high']:.4f}]{tag}")
     log(f"wrote {workdir / 'results.json'} and the predictions beside it")
     return results
+
+
+class _Preemption:
+    """SIGTERM (a preempted TPU VM or cloud GPU) during training sets a flag instead of killing the
+    process: the loop saves a checkpoint at the next step boundary and returns. Installed only in
+    the main thread, only for the training loop."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+
+def _preempted(ckpt: Checkpoints, log: _Log, step: int) -> dict[str, Any]:
+    ckpt.wait()
+    log(f"SIGTERM: saved the state at step {step}; rerun the same command to resume")
+    log.record(kind="preempted", step=step)
+    return {"preempted_at_step": step}
 
 
 def validation_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -315,7 +373,7 @@ def best_checkpoint(workdir: str | Path) -> tuple[TrainConfig, Any, dict]:
     cfg_path = workdir / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path}: no such file; is {workdir} a training workdir?")
-    config = TrainConfig.from_json(cfg_path.read_text())
+    config = TrainConfig.from_json(cfg_path.read_text(), source=str(cfg_path))
     ckpt = Checkpoints(workdir)
     try:
         restored = ckpt.restore("best", None)
@@ -447,11 +505,3 @@ def _jsonable(x: Any) -> Any:
     if dataclasses.is_dataclass(x):
         return dataclasses.asdict(x)
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
-ERRORS = (TrainingError, ValueError, FileNotFoundError, weights.WeightsError)
-
-
-def run_cli(config: TrainConfig, workdir: str | Path) -> int:
-    """The command line's error boundary: clear messages, exit status, no bare tracebacks."""
-    return cli.error_boundary(lambda: train_and_evaluate(config, workdir), ERRORS)

@@ -4,6 +4,7 @@ evaluation and its predictions, bad input, one end-to-end training run, and pred
 cases without a reference."""
 
 import dataclasses
+import errno
 import json
 import os
 import subprocess
@@ -147,6 +148,8 @@ def test_second_construction_reuses_the_cached_data_set(app, monkeypatch):
 
 @pytest.mark.parametrize("phase", ["table", "patches"])
 def test_a_failure_leaves_no_data_set_behind(cache, monkeypatch, phase):
+    """A corrupt scan while finding candidates, a full disk while the patches are written: the
+    build fails with that error and leaves no cache entry, partial or not."""
     # A data set of its own per phase (another max_train_patches gives another cache key).
     settings = dataclasses.replace(TINY, max_train_patches=40 if phase == "table" else 41)
     real = getattr(pe_app._ScanPatches, phase)
@@ -156,6 +159,8 @@ def test_a_failure_leaves_no_data_set_behind(cache, monkeypatch, phase):
         calls.append(case)
         if len(calls) == 3:
             half_written.extend((cache / "datasets" / "pe").glob(".*.tmp-*/**/*.json"))
+            if phase == "patches":
+                raise OSError(errno.ENOSPC, "No space left on device (injected)")
             raise PEDataError(f"{case}.nrrd: not a readable NRRD file (injected)")
         return real(self, case, *args)
 
@@ -163,7 +168,7 @@ def test_a_failure_leaves_no_data_set_behind(cache, monkeypatch, phase):
     app = PEApp(settings=settings, log=None)
     stale = cache / "datasets" / "pe" / f".{app.spec().key()}.tmp-999999999-dead"
     stale.mkdir(parents=True)  # left by a killed process: cleaned up by the next build
-    with pytest.raises(PEDataError, match="injected"):
+    with pytest.raises(OSError if phase == "patches" else PEDataError, match="injected"):
         app.dataset()
     leftovers = [p.name for p in (cache / "datasets" / "pe").iterdir()
                  if app.spec().key() in p.name]
@@ -230,13 +235,14 @@ def test_bad_data_specs_are_refused(spec, error, message):
         make(spec)
 
 
-def test_bad_preset_and_cli_error():
+def test_bad_preset_and_cli_error(tmp_path):
     with pytest.raises(ValueError, match="unknown preset"):
         make("synthetic", "huge")
     r = subprocess.run([sys.executable, "-m", "ftjax.train", "--app=pe", "--data=fumpe:/no/dir",
-                        "--workdir=/tmp/ftjax_pe_never_written"], capture_output=True, text=True,
-                       timeout=120, env=dict(os.environ))
+                        f"--workdir={tmp_path / 'never_written'}"], capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ))
     assert r.returncode == 1 and "no such directory" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "never_written").exists()
 
 
 def _cadpe_folder(root, n=4):

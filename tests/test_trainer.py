@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ftjax import parallel, trainer
-from ftjax.checkpoint import Checkpoints
+from ftjax.checkpoint import CheckpointError, Checkpoints
 from ftjax.predictions import Predictions, compare, headline
 from ftjax.trainer import make_config
 
@@ -91,6 +91,57 @@ def test_kill_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path, finished
         np.testing.assert_array_equal(a, b)
 
 
+def test_sigterm_saves_at_the_next_step_and_the_same_command_resumes(tmp_path, finished_run):
+    """A preempted TPU VM or cloud GPU gets SIGTERM: the run saves at the next step boundary and
+    exits (status 143, one line); the same command then ends where an uninterrupted run ends."""
+    reference, _ = _params(finished_run[0])
+    workdir = tmp_path / "preempted"
+    argv = [sys.executable, "-m", "ftjax.train", "--app=fixture_app:make",
+            *(f"--{k}={v}" for k, v in BASE.items()), f"--workdir={workdir}"]
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    latest = workdir / "checkpoints" / "latest"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir()):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 143, err[-2000:]
+    assert "SIGTERM: saved the state at step" in out and "Traceback" not in err
+    assert not (workdir / "results.json").exists()
+    _, meta = _params(workdir)
+    assert 0 < meta["step"] < _params(finished_run[0])[1]["step"]
+    rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resuming from step {meta['step']}" in rerun.stdout
+    chex.assert_trees_all_equal(_params(workdir)[0], reference)
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    real_save, calls = ocp.CheckpointManager.save, []
+
+    def save_until_the_disk_fills(self, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) > 2:  # epoch 1 wrote best and latest; epoch 2 finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save_until_the_disk_fills)
+    with pytest.raises(CheckpointError, match="No space left on device.*last complete"):
+        trainer.train_and_evaluate(_config(), tmp_path, quiet=True)
+    monkeypatch.undo()
+    _, meta = _params(tmp_path)
+    assert meta["epoch_done"] == 1
+    assert not (tmp_path / "results.json").exists()
+
+
 def test_stop_mid_epoch_and_resume_from_mid_epoch_checkpoint(tmp_path, finished_run):
     reference, _ = _params(finished_run[0])
     workdir = tmp_path / "mid"
@@ -147,8 +198,11 @@ def test_predictions_reproduce_the_headline_and_compare_two_runs(finished_run, t
     assert roc_auc_score(pred.columns["truth"], pred.columns["score"]) == pytest.approx(
         results["test"]["headline"]["value"], abs=1e-12)
     assert headline(pred).as_dict() == pytest.approx(results["test"]["headline"])
-    other = tmp_path / "seed1"
-    trainer.train_and_evaluate(_config(seed=1, epochs=1), other, quiet=True)
+    other = tmp_path / "seed1_half"  # another seed, half the training cases: same test items
+    half = trainer.train_and_evaluate(_config(seed=1, epochs=1, train_fraction=0.5), other,
+                                      quiet=True)
+    assert half["data"]["training_cases"] == 3 and half["data"]["train_fraction_reached"] == 0.5
+    assert half["data"]["validation_cases"] == results["data"]["validation_cases"] == 2
     out = compare(pred, Predictions.read(other))
     assert out["diff"] == pytest.approx(out["a"]["value"] - out["b"]["value"])
     assert 0 <= out["delong_p_value"] <= 1 and 0 <= out["bootstrap_auc_p_value"] <= 1

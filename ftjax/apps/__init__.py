@@ -81,8 +81,19 @@ def make_app(name: str, data: str = "synthetic", preset: str = "smoke", data_see
     ``name`` may also be ``module:function`` naming a user's own application factory, called as
     ``factory(data=, preset=, data_seed=, val_fraction=)``.
     """
-    return _factory(name)(data=data, preset=preset, data_seed=data_seed,
-                          val_fraction=val_fraction)
+    factory = _factory(name)
+    try:
+        app = factory(data=data, preset=preset, data_seed=data_seed, val_fraction=val_fraction)
+    except TypeError as e:  # e.g. --app=os:getcwd: a callable, but no application factory
+        raise UnknownApp(f"--app={name}: not an application factory (called as "
+                         f"factory(data=, preset=, data_seed=, val_fraction=): {e})") from e
+    missing = [a for a in ("name", "classes", "synthetic", "cases", "training_patches",
+                           "validation_candidates", "test") if not hasattr(app, a)]
+    if missing:
+        raise UnknownApp(f"--app={name}: the factory returned a {type(app).__name__}, not an "
+                         f"application (it lacks {', '.join(missing)}; see "
+                         "ftjax/apps/protocol.py)")
+    return app
 
 
 __all__ = ["Application", "ArrayCandidates", "ArrayPatches", "CandidateSource", "PatchSource",
