@@ -9,12 +9,13 @@ Prints the parameter count of every layer and a sha256 of the converted params.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from ftjax import weights
+from ftjax import cli, weights
 from ftjax.models.alexnet import LAYERS, VARIANTS
 
 FLAGS = flags.FLAGS
@@ -24,6 +25,7 @@ flags.DEFINE_string("src", None, "weights file to convert (.caffemodel or torchv
                     "default: the official file, downloaded into the cache when absent")
 flags.DEFINE_string("dst", None, "output .npz; default: the cache entry ftjax.weights.pretrained "
                     "reads")
+flags.adopt_module_key_flags(cli)
 
 
 def convert(arch: str, src: str | None, dst: str | None) -> str:
@@ -53,19 +55,15 @@ def convert(arch: str, src: str | None, dst: str | None) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        print(convert(FLAGS.arch, FLAGS.src, FLAGS.dst))
-    except weights.WeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+def main(argv: Sequence[str]) -> int:
+    cli.no_arguments(argv)
+    print(convert(FLAGS.arch, FLAGS.src, FLAGS.dst))
     return 0
 
 
 def run() -> None:
-    app.run(main)
+    """The ``ftjax-convert`` entry point."""
+    sys.exit(cli.run(main))
 
 
 if __name__ == "__main__":

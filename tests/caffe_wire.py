@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-CONVOLUTION, INNER_PRODUCT, RELU = 4, 14, 18  # V1LayerParameter.LayerType values
+V1_TYPES = {"Convolution": 4, "InnerProduct": 14, "ReLU": 18}  # V1LayerParameter.LayerType
 
 
 def varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # a negative int32/int64 travels as its 64-bit two's complement
     out = bytearray()
     while True:
         b, n = n & 0x7F, n >> 7
@@ -28,25 +29,33 @@ def delimited(field: int, payload: bytes) -> bytes:
     return key(field, 2) + varint(len(payload)) + payload
 
 
-def blob(array: np.ndarray, legacy: bool) -> bytes:
-    """BlobProto: legacy num/channels/height/width (1..4) or BlobShape (7); packed floats (5)."""
-    a = np.asarray(array, "<f4")
+def blob(array: np.ndarray, legacy: bool, dims: tuple[int, ...] | None = None,
+         double: bool = False) -> bytes:
+    """BlobProto: legacy num/channels/height/width (1..4) or BlobShape (7) declaring ``dims``
+    (default: the array's shape); the values packed as floats (5) or doubles (8)."""
+    values = np.asarray(array, "<f8" if double else "<f4")
+    dims = values.shape if dims is None else tuple(dims)
     if legacy:
-        dims = (1,) * (4 - a.ndim) + a.shape
+        assert len(dims) <= 4, "legacy blobs have at most 4 dimensions"
+        dims = (1,) * (4 - len(dims)) + dims
         head = b"".join(key(i + 1, 0) + varint(d) for i, d in enumerate(dims))
     else:
-        head = delimited(7, delimited(1, b"".join(varint(d) for d in a.shape)))
-    return head + delimited(5, a.tobytes())
+        head = delimited(7, delimited(1, b"".join(varint(d) for d in dims)))
+    return head + delimited(8 if double else 5, values.tobytes())
+
+
+def encoded_layer(name: str, blobs: list[bytes], kind: str, legacy: bool) -> bytes:
+    """A layer of ``kind`` (Convolution, InnerProduct, ReLU) holding already encoded blobs."""
+    if legacy:  # V1LayerParameter: name=4, type=5 (enum), blobs=6
+        body = delimited(4, name.encode()) + key(5, 0) + varint(V1_TYPES[kind])
+        return delimited(2, body + b"".join(delimited(6, b) for b in blobs))
+    body = delimited(1, name.encode()) + delimited(2, kind.encode())
+    return delimited(100, body + b"".join(delimited(7, b) for b in blobs))
 
 
 def layer(name: str, blobs: list[np.ndarray], legacy: bool) -> bytes:
-    if legacy:  # V1LayerParameter: name=4, type=5 (enum), blobs=6
-        kind = CONVOLUTION if blobs and blobs[0].ndim == 4 else INNER_PRODUCT if blobs else RELU
-        body = delimited(4, name.encode()) + key(5, 0) + varint(kind)
-        return delimited(2, body + b"".join(delimited(6, blob(b, True)) for b in blobs))
     kind = "Convolution" if blobs and blobs[0].ndim == 4 else "InnerProduct" if blobs else "ReLU"
-    body = delimited(1, name.encode()) + delimited(2, kind.encode())
-    return delimited(100, body + b"".join(delimited(7, blob(b, False)) for b in blobs))
+    return encoded_layer(name, [blob(b, legacy) for b in blobs], kind, legacy)
 
 
 def caffemodel(layers: dict[str, tuple[np.ndarray, np.ndarray]], legacy: bool) -> bytes:

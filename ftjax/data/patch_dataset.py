@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ftjax.cache import cache_dir
+from ftjax.cache import cache_dir, process_alive
 
 FORMAT_VERSION = 2  # 2: a validation split of its own
 SPLITS = ("train", "validation", "test")
@@ -353,18 +353,8 @@ def _remove_stale(parent: Path) -> None:
     pid in the name is checked on this host, so keep one cache per host)."""
     for tmp in parent.glob(".*.tmp-*"):
         pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # it exists, owned by another user
-        pass
-    return True
 
 
 def build_or_load(spec: DatasetSpec, producer: PatchProducer, log: Log | None = print
