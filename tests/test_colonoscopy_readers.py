@@ -1,0 +1,741 @@
+"""Colonoscopy dataset readers, on small files written in the real formats (tifffile and Pillow
+for TIFF, Pillow for JPEG/PNG, json, csv), plus fuzz families of mutated TIFF, JPEG and CSV/JSON
+inputs read in a child process with a timeout (derandomized hypothesis).
+
+Fuzz contract: every read ends in `ColonoscopyDataError` with a one-line message that starts with
+a path in the case folder, or returns sane records and frames (uint8 RGB [H, W, 3], bool masks of
+the frame's size); it is refused when the mutation leaves no valid input, answers within
+READ_TIMEOUT_S and writes nothing.
+
+Inputs per family (examples drawn, distinct inputs read; each family asserts >= MIN_INPUTS):
+  TIFF frames and masks (CVC-ClinicDB)       90 drawn, 76 distinct
+  JPEG frames and masks (Kvasir-SEG)         70 drawn, 63 distinct
+  Kvasir-SEG box JSON                        60 drawn, 54 distinct
+  labels.csv and the CVC sequence CSV        70 drawn, 64 distinct
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import re
+import shutil
+import struct
+import traceback
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytest
+import tifffile
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from ftjax.apps.colonoscopy.readers import (
+    DATASETS,
+    MAX_PIXELS,
+    SPLIT_BY_IMAGE,
+    Box,
+    ColonoscopyDataError,
+    list_frames,
+    load_frame,
+    read_mask,
+    read_rgb,
+    split_by_image,
+)
+
+H, W = 24, 32
+
+# ----------------------------------------------------------------------------- file writers
+
+
+def _rgb(seed: int, h: int = H, w: int = W) -> np.ndarray:
+    """A smooth colour frame (JPEG keeps it close) with a seed-dependent tint."""
+    y, x = np.mgrid[0:h, 0:w]
+    tint = np.array([40, 90, 140]) + 10 * seed
+    return np.clip(tint + 3 * x[..., None] + 2 * y[..., None], 0, 255).astype(np.uint8)
+
+
+def _mask(seed: int, h: int = H, w: int = W) -> np.ndarray:
+    """An elliptic polyp, large enough that JPEG ringing stays below the 128 threshold."""
+    y, x = np.mgrid[0:h, 0:w]
+    return ((y - 11 - seed % 3) / 7.5) ** 2 + ((x - 15 - seed % 4) / 9.5) ** 2 <= 1
+
+
+def _encode(array: np.ndarray, suffix: str) -> bytes:
+    """An array in a file format: TIFF with tifffile, the others with Pillow."""
+    out = io.BytesIO()
+    if suffix == ".tif":
+        tifffile.imwrite(out, array)
+    else:
+        Image.fromarray(array).save(out, format=Image.registered_extensions()[suffix])
+    return out.getvalue()
+
+
+def _write(path: Path, content: bytes | np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = content if isinstance(content, bytes) else _encode(content, path.suffix)
+    path.write_bytes(data)
+    return path
+
+
+def _grey(mask: np.ndarray) -> np.ndarray:
+    return mask.astype(np.uint8) * 255
+
+
+def _pair(root: Path, frame: str, mask: str, seed: int, channels: int = 1) -> None:
+    """A frame and its mask (grey, or RGB with `channels=3` as Kvasir-SEG ships them)."""
+    _write(root / frame, _rgb(seed))
+    grey = _grey(_mask(seed))
+    _write(root / mask, grey if channels == 1 else np.repeat(grey[..., None], channels, 2))
+
+
+def _csv(path: Path, rows: list[list[Any]]) -> Path:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return _write(path, out.getvalue().encode())
+
+
+def _cvc(root: Path, ids=("1", "2", "10")) -> Path:
+    for i, name in enumerate(ids):
+        _pair(root, f"Original/{name}.tif", f"Ground Truth/{name}.tif", i)
+    return root
+
+
+def _kvasir_entry(h: int = H, w: int = W, **box: Any) -> dict[str, Any]:
+    return {"height": h, "width": w,
+            "bbox": [{"label": "polyp", "xmin": 8, "ymin": 4, "xmax": 24, "ymax": 16} | box]}
+
+
+def _kvasir(root: Path, ids=("cju0a", "cju0b"), boxes: Any = True) -> Path:
+    for i, name in enumerate(ids):
+        _pair(root, f"images/{name}.jpg", f"masks/{name}.jpg", i, channels=3)
+    if boxes is True:
+        boxes = {name: _kvasir_entry() for name in ids}
+    if boxes is not None:
+        _write(root / "kavsir_bboxes.json", json.dumps(boxes).encode())
+    return root
+
+
+def _folder(root: Path) -> Path:
+    for i, name in enumerate(("informative/v1_1.jpg", "informative/v2_7.jpg",
+                              "non-informative/v1_2.jpg", "non-informative/v_x_3.jpg")):
+        _write(root / name, _rgb(i))
+    return root
+
+
+def _check_frames(records, expected_ids, masks: bool, tolerance: int = 0) -> None:
+    """The records' ids in order, and every frame and mask as written by `_pair`."""
+    assert [r.frame_id for r in records] == expected_ids
+    for seed, record in enumerate(records):
+        rgb, mask = load_frame(record)
+        assert rgb.dtype == np.uint8 and rgb.shape == (H, W, 3)
+        assert np.abs(rgb.astype(int) - _rgb(seed)).max() <= tolerance
+        if masks:
+            assert mask.dtype == bool
+            np.testing.assert_array_equal(mask, _mask(seed))
+        else:
+            assert mask is None
+
+
+# ------------------------------------------------------------------------------ the layouts
+
+
+def test_datasets_are_the_data_names():
+    assert DATASETS == ("cvc-clinicdb", "etis-larib", "kvasir-seg", "asu-mayo", "folder")
+
+
+def test_cvc_clinicdb_splits_by_image_without_a_sequence_csv(tmp_path):
+    records = list_frames("cvc-clinicdb", _cvc(tmp_path))
+    _check_frames(records, ["1", "2", "10"], masks=True)
+    assert all(r.video is None for r in records) and split_by_image(records)
+    assert SPLIT_BY_IMAGE == "split by image: no sequence mapping"
+    assert records[0].image == tmp_path / "Original" / "1.tif"
+
+
+def test_cvc_clinicdb_sequences_from_csv(tmp_path):
+    _cvc(tmp_path)
+    table = _csv(tmp_path / "seq.csv", [["frame", "sequence"], ["10", "s2"], ["1", "s1"],
+                                        ["2", "s1"]])
+    records = list_frames("cvc-clinicdb", tmp_path, sequences=table)
+    assert [(r.frame_id, r.video) for r in records] == [("1", "s1"), ("2", "s1"), ("10", "s2")]
+    assert not split_by_image(records)
+
+
+def test_cvc_clinicdb_images_masks_layout_in_png(tmp_path):
+    for i in range(2):
+        _pair(tmp_path, f"images/{i}.png", f"masks/{i}.png", i)
+    _check_frames(list_frames("cvc-clinicdb", tmp_path), ["0", "1"], masks=True)
+
+
+def test_etis_larib_layouts(tmp_path):
+    for i in (1, 2):
+        _pair(tmp_path / "shipped", f"ETIS-LaribPolypDB/{i}.tif", f"GroundTruth/p{i}.tif", i - 1)
+        _pair(tmp_path / "flat", f"{i}.tif", f"p{i}.tif", i - 1)
+        _pair(tmp_path / "split", f"images/{i}.png", f"masks/{i}.png", i - 1)
+    for layout in ("shipped", "flat", "split"):
+        records = list_frames("etis-larib", tmp_path / layout)
+        _check_frames(records, ["1", "2"], masks=True)
+        assert split_by_image(records)
+
+
+def test_kvasir_seg_thresholds_jpeg_masks_and_reads_boxes(tmp_path):
+    records = list_frames("kvasir-seg", _kvasir(tmp_path))
+    _check_frames(records, ["cju0a", "cju0b"], masks=True, tolerance=8)
+    raw = np.asarray(Image.open(records[0].mask).convert("L"))
+    assert not np.isin(raw, (0, 255)).all()  # the JPEG mask is really not binary
+    assert records[0].boxes == (Box("polyp", 8, 4, 24, 16),) and records[0].size == (H, W)
+    assert split_by_image(records)
+    assert list_frames("kvasir-seg", _kvasir(tmp_path / "nobox", boxes=None))[0].boxes is None
+
+
+def test_asu_mayo_splits_by_video(tmp_path):
+    seed = 0
+    for video in ("2", "10"):
+        for frame in ("a", "b"):
+            _pair(tmp_path / video, f"Frame/{frame}.jpg", f"GT/{frame}.png", seed)
+            seed += 1
+    records = list_frames("asu-mayo", tmp_path)
+    assert [r.video for r in records] == ["2", "2", "10", "10"]
+    _check_frames(records, ["2/a", "2/b", "10/a", "10/b"], masks=True, tolerance=8)
+    assert not split_by_image(records)
+
+
+def test_folder_class_layout_and_labels_csv(tmp_path):
+    records = list_frames("folder", _folder(tmp_path))
+    assert [(r.frame_id, r.video, r.informative) for r in records] == [
+        ("informative/v1_1", "v1", True), ("informative/v2_7", "v2", True),
+        ("non-informative/v1_2", "v1", False), ("non-informative/v_x_3", "v_x", False)]
+    _check_frames(records, [r.frame_id for r in records], masks=False, tolerance=8)
+    _csv(tmp_path / "labels.csv", [["image", "video", "label"],
+                                   ["informative/v1_1.jpg", "A", "informative"],
+                                   ["non-informative/v1_2.jpg", "B", "non-informative"]])
+    records = list_frames("folder", tmp_path)
+    assert [(r.frame_id, r.video, r.informative) for r in records] == [
+        ("informative/v1_1", "A", True), ("non-informative/v1_2", "B", False)]
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK"])
+def test_pixel_modes_become_rgb(tmp_path, mode):
+    """Grey is copied into three channels, alpha dropped, palettes and CMYK converted."""
+    rgb = _rgb(0)
+    image = Image.fromarray(rgb).convert(mode)
+    path = tmp_path / ("f.jpg" if mode == "CMYK" else "f.png" if mode != "P" else "f.tif")
+    image.save(path)
+    out = read_rgb(path)
+    assert out.dtype == np.uint8 and out.shape == (H, W, 3)
+    if mode == "CMYK":  # a JPEG: lossy
+        assert np.abs(out.astype(int) - rgb).max() <= 8
+    else:
+        np.testing.assert_array_equal(out, np.asarray(image.convert("RGB")))
+    if mode in ("L", "LA"):
+        assert (out == out[..., :1]).all()
+
+
+def test_masks_of_zero_and_one_are_read_as_binary(tmp_path):
+    path = _write(tmp_path / "m.png", _mask(0).astype(np.uint8))
+    np.testing.assert_array_equal(read_mask(path), _mask(0))
+
+
+# ---------------------------------------------------------------------------- bad inputs
+
+
+def _refused(call, path: Path, pattern: str) -> None:
+    with pytest.raises(ColonoscopyDataError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(path)), message
+    assert re.search(pattern, message), message
+
+
+def _png_header(w: int, h: int) -> bytes:
+    """A PNG that declares w x h pixels (its data is a few bytes: a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+_SIDE = math.isqrt(MAX_PIXELS) + 1  # a square of this side is just over the bound
+BAD_IMAGES = {  # name -> (content, message pattern)
+    "truncated": (lambda: _encode(_rgb(0), ".tif")[:300], "unreadable image"),
+    "random bytes": (lambda: np.random.default_rng(0).bytes(500), "unreadable image"),
+    "not an image": (lambda: b"Original,Ground Truth\n1,2\n", "unreadable image"),
+    "empty": (lambda: b"", "unreadable image"),
+    "bomb under PIL's limit": (lambda: _png_header(_SIDE, _SIDE),
+                               f"declared size {_SIDE}x{_SIDE}"),
+    "bomb over PIL's limit": (lambda: _png_header(20000, 20000), "unreadable image"),
+    "16-bit": (lambda: _encode(np.zeros((H, W), np.uint16), ".tif"), "mode 'I;16'"),
+    "float": (lambda: _encode(np.zeros((H, W), np.float32), ".tif"), "mode 'F'"),
+    "multi-page": (lambda: _encode(np.stack([_grey(_mask(0))] * 2), ".tif"), "2 pages"),
+    "eps is never decoded": (lambda: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n",
+                             "unreadable image"),
+}
+
+
+@pytest.mark.parametrize("which", ["Original", "Ground Truth"])
+@pytest.mark.parametrize("name", list(BAD_IMAGES))
+def test_bad_frames_and_masks_name_the_file(tmp_path, which, name):
+    content, pattern = BAD_IMAGES[name]
+    path = _write(_cvc(tmp_path) / which / "2.tif", content())
+    records = list_frames("cvc-clinicdb", tmp_path)
+    _refused(lambda: load_frame(records[1]), path, pattern)
+
+
+def test_mask_of_another_size(tmp_path):
+    path = _write(_cvc(tmp_path) / "Ground Truth" / "1.tif", _grey(_mask(0, H, W + 1)))
+    _refused(lambda: load_frame(list_frames("cvc-clinicdb", tmp_path)[0]), path,
+             "mask size 24x33 differs from frame")
+
+
+def test_kvasir_image_of_another_size_than_declared(tmp_path):
+    _kvasir(tmp_path, boxes={"cju0a": _kvasir_entry(h=H + 1), "cju0b": _kvasir_entry()})
+    _refused(lambda: load_frame(list_frames("kvasir-seg", tmp_path)[0]),
+             tmp_path / "images" / "cju0a.jpg", "differs from the 25x32 its metadata declares")
+
+
+def _listing_cases() -> dict[str, tuple[str, Any, str, str]]:
+    """name -> (dataset, set-up of the folder returning extra kwargs, file, pattern)."""
+    def box(**kw):
+        return lambda root: _kvasir(root, boxes={"cju0a": _kvasir_entry(**kw),
+                                                 "cju0b": _kvasir_entry()})
+
+    def raw_json(data):
+        return lambda root: _write(_kvasir(root, boxes=None) / "kavsir_bboxes.json", data)
+
+    def labels(*rows):
+        return lambda root: (_folder(root), _csv(root / "labels.csv", list(rows)))
+
+    def sequences(*rows):
+        return lambda root: {"sequences": _csv(_cvc(root) / "s.csv", list(rows))}
+
+    header = ["image", "video", "label"]
+    return {
+        "missing folder": ("cvc-clinicdb", lambda root: None, "nowhere", "missing"),
+        "empty folder": ("cvc-clinicdb", lambda root: (root / "nowhere").mkdir(), "nowhere",
+                         "no frames found .*Original/N"),
+        "empty frames folder": ("etis-larib", lambda root: (root / "nowhere" / "images").mkdir(
+            parents=True), "nowhere/images", "no frames found"),
+        "asu-mayo without videos": ("asu-mayo", lambda root: (root / "nowhere" / "v").mkdir(
+            parents=True), "nowhere", "no frames found .*VIDEO/Frame"),
+        "frame without mask": ("cvc-clinicdb", lambda root: (
+            _cvc(root / "nowhere"), (root / "nowhere/Ground Truth/2.tif").unlink()),
+            "nowhere/Original/2.tif", "frame without a mask"),
+        "etis frame without mask": ("etis-larib", lambda root: _write(
+            root / "nowhere" / "3.tif", _rgb(0)), "nowhere/3.tif", "without a mask .*p3"),
+        "two images, one stem": ("kvasir-seg", lambda root: _write(
+            _kvasir(root / "nowhere", boxes=None) / "images" / "cju0a.png", _rgb(0)),
+            "nowhere/images/cju0a", "two images"),
+        "one class": ("folder", lambda root: shutil.rmtree(
+            _folder(root / "nowhere") / "non-informative"), "nowhere", "only informative"),
+        "no video in name": ("folder", lambda root: _write(
+            _folder(root / "nowhere") / "informative" / "frame.jpg", _rgb(0)),
+            "nowhere/informative/frame.jpg", "no video id"),
+        "labels missing column": ("folder", labels(["image", "label"]), "labels.csv",
+                                  r"missing columns \['video'\]"),
+        "labels unknown class": ("folder", labels(header, ["informative/v1_1.jpg", "A", "blur"]),
+                                 "labels.csv", "line 2: label 'blur'"),
+        "labels one class": ("folder", labels(header, ["informative/v1_1.jpg", "A",
+                                                       "informative"]),
+                             "labels.csv", "only informative"),
+        "labels path escapes": ("folder", labels(header, ["../x.jpg", "A", "informative"]),
+                                "labels.csv", "not a file inside"),
+        "labels missing image": ("folder", labels(header, ["informative/no.jpg", "A",
+                                                           "informative"]),
+                                 "labels.csv", "not a file inside"),
+        "labels short row": ("folder", labels(header, ["informative/v1_1.jpg"]), "labels.csv",
+                             "fewer than 3 fields"),
+        "labels not utf-8": ("folder", lambda root: (_folder(root), _write(
+            root / "labels.csv", b"image,video,label\n\xff\xfe,\x00,\n")), "labels.csv",
+            "not UTF-8"),
+        "sequences unknown frame": ("cvc-clinicdb", sequences(["frame", "sequence"], ["7", "a"]),
+                                    "s.csv", "unknown frame '7'"),
+        "sequences unmapped frame": ("cvc-clinicdb", sequences(["frame", "sequence"], ["1", "a"]),
+                                     "s.csv", "no sequence for 2 frames"),
+        "sequences twice": ("cvc-clinicdb", sequences(["frame", "sequence"], ["1", "a"],
+                                                      ["1", "b"]), "s.csv", "listed twice"),
+        "sequences missing column": ("cvc-clinicdb", sequences(["frame", "video"]), "s.csv",
+                                     "missing columns"),
+        "json not json": ("kvasir-seg", raw_json(b"{'a': 1"), "kavsir_bboxes.json", "not JSON"),
+        "json not an object": ("kvasir-seg", lambda root: _kvasir(root, boxes=[1]),
+                               "kavsir_bboxes.json", "expected a JSON object"),
+        "json unknown id": ("kvasir-seg", lambda root: _kvasir(root, boxes={
+            "cju0a": _kvasir_entry(), "cju0b": _kvasir_entry(), "zz": _kvasir_entry()}),
+            "kavsir_bboxes.json", "unknown image id 'zz'"),
+        "json missing id": ("kvasir-seg", lambda root: _kvasir(root, boxes={
+            "cju0a": _kvasir_entry()}), "kavsir_bboxes.json", "no entry for image 'cju0b'"),
+        "json text box": ("kvasir-seg", box(xmin="8"), "kavsir_bboxes.json",
+                          "box xmin is '8'; expected a number"),
+        "json bool box": ("kvasir-seg", box(ymax=True), "kavsir_bboxes.json", "expected a number"),
+        "json box outside": ("kvasir-seg", box(xmax=W + 1), "kavsir_bboxes.json",
+                             "outside the 32x24 image"),
+        "json empty box": ("kvasir-seg", box(xmin=24), "kavsir_bboxes.json", "empty or outside"),
+        "json box without label": ("kvasir-seg", box(label=3), "kavsir_bboxes.json",
+                                   "expected {label"),
+        "json huge size": ("kvasir-seg", lambda root: _kvasir(root, boxes={
+            "cju0a": _kvasir_entry(h=2**40), "cju0b": _kvasir_entry()}), "kavsir_bboxes.json",
+            "expected whole pixels"),
+        "json integer beyond float": ("kvasir-seg", box(xmax=10**400), "kavsir_bboxes.json",
+                                      "box xmax is 1000"),
+        "json 5000 digits": ("kvasir-seg", raw_json(b'{"cju0a": ' + b"9" * 5000 + b"}"),
+                             "kavsir_bboxes.json", "not JSON .*digits"),
+        "json nested deep": ("kvasir-seg", raw_json(b"[" * 100000), "kavsir_bboxes.json",
+                             "not JSON"),
+        "json no bbox list": ("kvasir-seg", lambda root: _kvasir(root, boxes={
+            "cju0a": {"height": H, "width": W}, "cju0b": _kvasir_entry()}),
+            "kavsir_bboxes.json", "expected {height, width, bbox"),
+    }
+
+
+LISTING = _listing_cases()
+
+
+@pytest.mark.parametrize("name", list(LISTING))
+def test_bad_layouts_and_metadata_name_the_file(tmp_path, name):
+    dataset, setup, where, pattern = LISTING[name]
+    root = tmp_path / "nowhere" if where.startswith("nowhere") else tmp_path
+    kwargs = setup(tmp_path)
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    _refused(lambda: list_frames(dataset, root, **kwargs), tmp_path / where, pattern)
+
+
+def test_unknown_dataset_and_misplaced_sequences(tmp_path):
+    with pytest.raises(ValueError, match="unknown colonoscopy dataset"):
+        list_frames("cvc-colondb", tmp_path)
+    with pytest.raises(ValueError, match="cvc-clinicdb only"):
+        list_frames("kvasir-seg", tmp_path, sequences=tmp_path / "s.csv")
+
+
+# ------------------------------------------------------------------------------------- fuzz
+
+READ_TIMEOUT_S = 5.0  # every read takes milliseconds; this only turns a hang into a failure
+MIN_INPUTS = 30
+_SEQUENCE_CSV = {"cvc-clinicdb": "s.csv"}  # dataset -> the sequence CSV its fuzz cases hold
+
+
+def _read(dataset: str, folder: Path) -> list[tuple[Any, ...]]:
+    """What the child does: list a case folder and load every frame; a summary per frame."""
+    sequences = _SEQUENCE_CSV.get(dataset)
+    records = list_frames(dataset, folder, sequences=sequences and folder / sequences)
+    out = []
+    for r in records:
+        rgb, mask = load_frame(r)
+        sane = (rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+                and (mask is None or (mask.dtype == bool and mask.shape == rgb.shape[:2])))
+        digest = hashlib.sha256(rgb.tobytes() + (b"" if mask is None else mask.tobytes()))
+        out.append((sane, r.frame_id, r.video, r.informative, r.boxes, digest.hexdigest()))
+    return out
+
+
+def _serve(conn: Any) -> None:
+    """The child: read each (dataset, folder) the parent sends and answer with the outcome."""
+    conn.send("ready")
+    while True:
+        dataset, folder = conn.recv()
+        try:
+            conn.send(("ok", _read(dataset, Path(folder))))
+        except ColonoscopyDataError as err:
+            conn.send(("ColonoscopyDataError", str(err)))
+        except BaseException as err:  # anything else is a failure the parent reports in full
+            conn.send((type(err).__name__, "".join(traceback.format_exception(err))))
+
+
+class _Child:
+    """A reading child process; a timeout or a crash restarts it and is reported as such."""
+
+    def __init__(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        self.conn, theirs = context.Pipe()
+        self.process = context.Process(target=_serve, args=(theirs,), daemon=True)
+        self.process.start()
+        theirs.close()
+        assert self.conn.poll(120) and self.conn.recv() == "ready", "the reading child failed"
+
+    def read(self, dataset: str, folder: Path) -> tuple[str, Any]:
+        self.conn.send((dataset, str(folder)))
+        if not self.conn.poll(READ_TIMEOUT_S):
+            self.close()
+            self._start()
+            return "timeout", f"no answer within {READ_TIMEOUT_S} s"
+        try:
+            return self.conn.recv()
+        except EOFError:
+            self.process.join()
+            exitcode = self.process.exitcode
+            self._start()
+            return "crash", f"the child died (exit code {exitcode})"
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+@pytest.fixture(scope="module")
+def child():
+    reader = _Child()
+    yield reader
+    reader.close()
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input: a case folder's files, what was done to them and what must happen."""
+
+    dataset: str
+    what: str
+    files: dict[str, bytes]  # path in the case folder -> content
+    expect: Literal["refuse", "either"] = "either"
+
+    def __repr__(self) -> str:  # hypothesis prints failing examples: the mutation, not bytes
+        return f"Case({self.dataset} {self.what}; expect={self.expect})"
+
+    def digest(self) -> str:
+        return hashlib.sha256(repr(sorted(self.files.items())).encode()).hexdigest()
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def _read_case(child: _Child, folder: Path, case: Case) -> None:
+    """Write the case into a fresh folder, read it in the child and hold it to the contract."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for name, content in case.files.items():
+        _write(folder / name, content)
+    before = _snapshot(folder)
+    outcome, detail = child.read(case.dataset, folder)
+    assert _snapshot(folder) == before, f"{case!r}: the reader changed the case folder"
+    assert outcome in ("ok", "ColonoscopyDataError"), f"{case!r}: {outcome}: {detail}"
+    if outcome == "ok":
+        assert case.expect != "refuse", f"{case!r}: accepted"
+        assert detail and all(frame[0] for frame in detail), f"{case!r}: accepted {detail}"
+    else:
+        assert "\n" not in detail and detail.startswith(str(folder)), f"{case!r}: {detail}"
+
+
+def _fuzz(child: _Child, folder: Path, cases: st.SearchStrategy[Case], examples: int) -> int:
+    """Run `examples` derandomized cases of one family; the number of distinct inputs read."""
+    seen: set[str] = set()
+
+    @settings(derandomize=True, max_examples=examples, deadline=None, database=None,
+              phases=(Phase.explicit, Phase.generate),  # a hang must not be shrunk for minutes
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(case=cases)
+    def run(case: Case) -> None:
+        seen.add(case.digest())
+        _read_case(child, folder, case)
+
+    run()
+    return len(seen)
+
+
+@st.composite
+def _flips(draw: st.DrawFn, data: bytes, end: int | None = None) -> bytes:
+    """`data` with 1 to 8 bits flipped before byte offset `end`."""
+    out = bytearray(data)
+    end = min(len(data), end or len(data))
+    for p in draw(st.lists(st.integers(0, 8 * end - 1), min_size=1, max_size=8)):
+        out[p // 8] ^= 1 << (p % 8)
+    return bytes(out)
+
+
+_INTERESTING = (0, 1, 2, 3, 4, 8, 16, 255, 256, 32767, 65535, 2**31 - 1, 2**32 - 1)
+
+
+@st.composite
+def _image_mutation(draw: st.DrawFn, data: bytes, lies: dict[str, tuple[int, int, str]],
+                    other_size: bytes) -> tuple[str, bytes, bool]:
+    """(what, mutated bytes, must be refused) for one image file; `lies` names header fields
+    by (offset, width in bytes, struct byte order)."""
+    kind = draw(st.sampled_from(("truncate", "flip header", "flip", "random", "lie",
+                                 "other size", "empty")))
+    if kind == "truncate":
+        cut = draw(st.integers(0, len(data) // 2))
+        return f"truncated to {cut} bytes", data[:cut], True
+    if kind == "flip header":
+        return "bits flipped in the first 200 bytes", draw(_flips(data, 200)), False
+    if kind == "flip":
+        return "bits flipped", draw(_flips(data)), False
+    if kind == "random":
+        size = draw(st.integers(1, 2000))
+        return f"{size} random bytes", draw(st.binary(min_size=size, max_size=size)), False
+    if kind == "lie":
+        field = draw(st.sampled_from(sorted(lies)))
+        offset, width, order = lies[field]
+        value = draw(st.sampled_from(_INTERESTING)) % (1 << (8 * width))
+        packed = value.to_bytes(width, "little" if order == "<" else "big")
+        return f"{field} = {value}", data[:offset] + packed + data[offset + width:], False
+    if kind == "other size":
+        return "mask of another size", other_size, True
+    return "empty file", b"", True
+
+
+def _tiff_lies(data: bytes) -> dict[str, tuple[int, int, str]]:
+    """The first IFD's tag values of a little-endian classic TIFF: tag -> (offset, width)."""
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    count = struct.unpack_from("<H", data, ifd)[0]
+    names = {256: "ImageWidth", 257: "ImageLength", 258: "BitsPerSample", 259: "Compression",
+             262: "Photometric", 273: "StripOffsets", 277: "SamplesPerPixel",
+             278: "RowsPerStrip", 279: "StripByteCounts", 284: "PlanarConfig"}
+    lies = {"IFD offset": (4, 4, "<"), "IFD entry count": (ifd, 2, "<")}
+    for i in range(count):
+        tag, kind = struct.unpack_from("<HH", data, ifd + 2 + 12 * i)
+        if tag in names:
+            lies[names[tag]] = (ifd + 10 + 12 * i, 2 if kind == 3 else 4, "<")
+            lies[names[tag] + " count"] = (ifd + 6 + 12 * i, 4, "<")
+    return lies
+
+
+def _jpeg_lies(data: bytes) -> dict[str, tuple[int, int, str]]:
+    """The SOF0 fields of a baseline JPEG: field -> (offset, width)."""
+    sof = data.index(b"\xff\xc0")
+    return {"SOF length": (sof + 2, 2, ">"), "precision": (sof + 4, 1, ">"),
+            "height": (sof + 5, 2, ">"), "width": (sof + 7, 2, ">"),
+            "components": (sof + 9, 1, ">")}
+
+
+@functools.cache
+def _tiff_base() -> dict[str, bytes]:
+    files = {f"{folder}/{i}.tif": _encode(array, ".tif") for i in (1, 2)
+             for folder, array in (("Original", _rgb(i)), ("Ground Truth", _grey(_mask(i))))}
+    files["Original/3.tif"] = _encode(_rgb(3), ".tif")
+    out = io.BytesIO()
+    tifffile.imwrite(out, _grey(_mask(3)), compression="zlib")  # a compressed mask too
+    files["Ground Truth/3.tif"] = out.getvalue()
+    files["s.csv"] = b"frame,sequence\n1,a\n2,a\n3,b\n"
+    return files
+
+
+@functools.cache
+def _jpeg_base() -> dict[str, bytes]:
+    return {f"{folder}/{i}.jpg": _encode(array, ".jpg") for i in (1, 2)
+            for folder, array in (("images", _rgb(i)), ("masks", _grey(_mask(i))))}
+
+
+def _image_cases(dataset: str, base: dict[str, bytes], lies: Any,
+                 other: bytes) -> st.SearchStrategy[Case]:
+    @st.composite
+    def cases(draw: st.DrawFn) -> Case:
+        files = dict(base)
+        name = draw(st.sampled_from(sorted(n for n in files if not n.endswith(".csv"))))
+        what, files[name], refuse = draw(_image_mutation(files[name], lies(files[name]), other))
+        refuse = refuse and (what != "mask of another size" or not name.startswith(
+            ("Original", "images")))  # a frame of another size has a mask that mismatches it
+        return Case(dataset, f"{name}: {what}", files, "refuse" if refuse else "either")
+    return cases()
+
+
+def test_fuzz_tiff_frames_and_masks(child, tmp_path):
+    cases = _image_cases("cvc-clinicdb", _tiff_base(), _tiff_lies,
+                         _encode(_grey(_mask(0, H + 2, W)), ".tif"))
+    assert _fuzz(child, tmp_path / "case", cases, 90) >= MIN_INPUTS
+
+
+def test_fuzz_jpeg_frames_and_masks(child, tmp_path):
+    cases = _image_cases("kvasir-seg", _jpeg_base(), _jpeg_lies,
+                         _encode(_grey(_mask(0, H, W - 3)), ".jpg"))
+    assert _fuzz(child, tmp_path / "case", cases, 70) >= MIN_INPUTS
+
+
+_JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                         st.just(10**400), st.just(-1), st.just(0),
+                         st.floats(allow_nan=True), st.text(max_size=5),
+                         st.just([]), st.just({}))
+
+
+@st.composite
+def _json_cases(draw: st.DrawFn) -> Case:
+    """Kvasir-SEG with its box JSON mutated: truncated, flipped, or a field set to a lie."""
+    files = dict(_jpeg_base())
+    entries = {i: _kvasir_entry() for i in ("1", "2")}
+    text = json.dumps(entries).encode()
+    kind = draw(st.sampled_from(("truncate", "flip", "field", "drop", "id")))
+    if kind == "truncate":
+        cut = draw(st.integers(0, len(text) - 1))
+        what, text, expect = f"truncated to {cut} bytes", text[:cut], "refuse"
+    elif kind == "flip":
+        what, text, expect = "bits flipped", draw(_flips(text)), "either"
+    else:
+        image = draw(st.sampled_from(("1", "2")))
+        field = draw(st.sampled_from(("height", "width", "bbox", "label", "xmin", "ymin",
+                                      "xmax", "ymax")))
+        target = entries[image] if field in ("height", "width", "bbox") else \
+            entries[image]["bbox"][0]
+        if kind == "field":
+            value = draw(_JSON_VALUES)
+            target[field] = value
+            what, expect = f"{image} {field} = {value!r}", "either"
+        elif kind == "drop":
+            del target[field]
+            what, expect = f"{image} without {field}", "refuse"
+        else:
+            entries[draw(st.text(min_size=1, max_size=4))] = entries.pop(image)
+            what, expect = f"{image} renamed", "refuse"
+        text = json.dumps(entries, allow_nan=True).encode()
+    files["kavsir_bboxes.json"] = text
+    return Case("kvasir-seg", f"json {what}", files, expect)
+
+
+def test_fuzz_kvasir_box_json(child, tmp_path):
+    assert _fuzz(child, tmp_path / "case", _json_cases(), 60) >= MIN_INPUTS
+
+
+@functools.cache
+def _folder_base() -> dict[str, bytes]:
+    return {name: _encode(_rgb(i), ".jpg") for i, name in enumerate(
+        ("informative/a_1.jpg", "non-informative/a_2.jpg", "informative/b_1.jpg"))}
+
+
+_LABELS = "image,video,label\ninformative/a_1.jpg,a,informative\n" \
+          "non-informative/a_2.jpg,a,non-informative\ninformative/b_1.jpg,b,informative\n"
+_SEQUENCES = _tiff_base()["s.csv"].decode()
+
+
+@st.composite
+def _csv_cases(draw: st.DrawFn) -> Case:
+    """labels.csv (frames app) or the CVC-ClinicDB sequence CSV, mutated."""
+    dataset = draw(st.sampled_from(("folder", "cvc-clinicdb")))
+    files, name, text = ((dict(_folder_base()), "labels.csv", _LABELS) if dataset == "folder"
+                         else (dict(_tiff_base()), "s.csv", _SEQUENCES))
+    kind = draw(st.sampled_from(("truncate", "flip", "cell", "drop column", "random")))
+    lines = [line.split(",") for line in text.splitlines()]
+    expect = "either"
+    if kind == "truncate":
+        cut = draw(st.integers(0, len(text) - 1))
+        what, data = f"truncated to {cut}", text[:cut].encode()
+    elif kind == "flip":
+        what, data = "bits flipped", draw(_flips(text.encode()))
+    elif kind == "random":
+        what, data = "random bytes", draw(st.binary(min_size=1, max_size=300))
+    else:
+        column = draw(st.integers(0, len(lines[0]) - 1))
+        if kind == "cell":
+            row = draw(st.integers(0, len(lines) - 1))
+            value = draw(st.sampled_from(("", "x", "../a_1.jpg", "/etc/passwd", '"', "\x00",
+                                          "informative", "1", "a,b", "é")))
+            lines[row][column] = value
+            what = f"row {row} column {column} = {value!r}"
+        else:
+            for line in lines:
+                del line[column]
+            what, expect = f"column {column} dropped", "refuse"
+        data = "\n".join(",".join(line) for line in lines).encode()
+    files[name] = data
+    return Case(dataset, f"{name} {what}", files, expect)
+
+
+def test_fuzz_csv_metadata(child, tmp_path):
+    assert _fuzz(child, tmp_path / "case", _csv_cases(), 70) >= MIN_INPUTS
