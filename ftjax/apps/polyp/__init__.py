@@ -1,0 +1,7 @@
+"""Application ``polyp``: polyp detection in colonoscopy video (PAPER.md, section 1).
+
+A shape-based candidate detector in the spirit of the paper's (``detector``: edges, then voting
+for the convex, elliptical boundaries typical of polyps) proposes points with bounding boxes in
+every frame; the CNN then rescores them and the result is an FROC per frame. The frames come from
+``ftjax.apps.colonoscopy``; the application itself (``app``, ``presets``) comes later.
+"""
