@@ -22,11 +22,9 @@ import hashlib
 import io
 import json
 import math
-import multiprocessing
 import re
 import shutil
 import struct
-import traceback
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ import tifffile
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from reading_child import ReadingChild, serve_reads, snapshot
 
 from ftjax.apps.colonoscopy.readers import (
     DATASETS,
@@ -438,54 +437,12 @@ def _read(dataset: str, folder: Path) -> list[tuple[Any, ...]]:
 
 def _serve(conn: Any) -> None:
     """The child: read each (dataset, folder) the parent sends and answer with the outcome."""
-    conn.send("ready")
-    while True:
-        dataset, folder = conn.recv()
-        try:
-            conn.send(("ok", _read(dataset, Path(folder))))
-        except ColonoscopyDataError as err:
-            conn.send(("ColonoscopyDataError", str(err)))
-        except BaseException as err:  # anything else is a failure the parent reports in full
-            conn.send((type(err).__name__, "".join(traceback.format_exception(err))))
-
-
-class _Child:
-    """A reading child process; a timeout or a crash restarts it and is reported as such."""
-
-    def __init__(self) -> None:
-        self._start()
-
-    def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        self.conn, theirs = context.Pipe()
-        self.process = context.Process(target=_serve, args=(theirs,), daemon=True)
-        self.process.start()
-        theirs.close()
-        assert self.conn.poll(120) and self.conn.recv() == "ready", "the reading child failed"
-
-    def read(self, dataset: str, folder: Path) -> tuple[str, Any]:
-        self.conn.send((dataset, str(folder)))
-        if not self.conn.poll(READ_TIMEOUT_S):
-            self.close()
-            self._start()
-            return "timeout", f"no answer within {READ_TIMEOUT_S} s"
-        try:
-            return self.conn.recv()
-        except EOFError:
-            self.process.join()
-            exitcode = self.process.exitcode
-            self._start()
-            return "crash", f"the child died (exit code {exitcode})"
-
-    def close(self) -> None:
-        self.process.kill()
-        self.process.join()
-        self.conn.close()
+    serve_reads(conn, _read, ColonoscopyDataError)
 
 
 @pytest.fixture(scope="module")
 def child():
-    reader = _Child()
+    reader = ReadingChild(_serve, READ_TIMEOUT_S)
     yield reader
     reader.close()
 
@@ -506,18 +463,14 @@ class Case:
         return hashlib.sha256(repr(sorted(self.files.items())).encode()).hexdigest()
 
 
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
-
-
-def _read_case(child: _Child, folder: Path, case: Case) -> None:
+def _read_case(child: ReadingChild, folder: Path, case: Case) -> None:
     """Write the case into a fresh folder, read it in the child and hold it to the contract."""
     shutil.rmtree(folder, ignore_errors=True)
     for name, content in case.files.items():
         _write(folder / name, content)
-    before = _snapshot(folder)
+    before = snapshot(folder)
     outcome, detail = child.read(case.dataset, folder)
-    assert _snapshot(folder) == before, f"{case!r}: the reader changed the case folder"
+    assert snapshot(folder) == before, f"{case!r}: the reader changed the case folder"
     assert outcome in ("ok", "ColonoscopyDataError"), f"{case!r}: {outcome}: {detail}"
     if outcome == "ok":
         assert case.expect != "refuse", f"{case!r}: accepted"
@@ -526,7 +479,7 @@ def _read_case(child: _Child, folder: Path, case: Case) -> None:
         assert "\n" not in detail and detail.startswith(str(folder)), f"{case!r}: {detail}"
 
 
-def _fuzz(child: _Child, folder: Path, cases: st.SearchStrategy[Case], examples: int) -> int:
+def _fuzz(child: ReadingChild, folder: Path, cases: st.SearchStrategy[Case], examples: int) -> int:
     """Run `examples` derandomized cases of one family; the number of distinct inputs read."""
     seen: set[str] = set()
 

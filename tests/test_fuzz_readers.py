@@ -25,12 +25,10 @@ import gzip
 import hashlib
 import io
 import math
-import multiprocessing
 import re
 import shutil
 import struct
 import tempfile
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +40,7 @@ import scipy.io
 import scipy.sparse
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from reading_child import ReadingChild, serve_reads, snapshot
 from test_pe_readers import NORMAL, _volume_xyz, _write_cadpe, _write_fumpe, _write_slice
 
 from ftjax.apps.pe.ct import CTDataError, CTScan
@@ -86,57 +85,19 @@ def _summary(result: Any) -> dict[str, Any]:
     return {"problems": _problems(result), "digest": digest.hexdigest(), "spacing": spacing}
 
 
+def _read_summary(family: str, folder: Path) -> dict[str, Any]:
+    return _summary(_READERS[family](folder))
+
+
 def _serve(conn: Any) -> None:
     """The child: read each (family, folder) the parent sends and answer with the outcome (it
     runs until the parent kills it)."""
-    conn.send("ready")
-    while True:
-        family, folder = conn.recv()
-        try:
-            conn.send(("ok", _summary(_READERS[family](Path(folder)))))
-        except PEDataError as err:
-            conn.send(("PEDataError", str(err)))
-        except BaseException as err:  # anything else is a failure the parent reports in full
-            conn.send((type(err).__name__, "".join(traceback.format_exception(err))))
-
-
-class _Child:
-    """A reading child process; a timeout or a crash restarts it and is reported as such."""
-
-    def __init__(self) -> None:
-        self._start()
-
-    def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        self.conn, theirs = context.Pipe()
-        self.process = context.Process(target=_serve, args=(theirs,), daemon=True)
-        self.process.start()
-        theirs.close()
-        assert self.conn.poll(120) and self.conn.recv() == "ready", "the reading child failed"
-
-    def read(self, family: str, folder: Path) -> tuple[str, Any]:
-        self.conn.send((family, str(folder)))
-        if not self.conn.poll(READ_TIMEOUT_S):
-            self.close()
-            self._start()
-            return "timeout", f"no answer within {READ_TIMEOUT_S} s"
-        try:
-            return self.conn.recv()
-        except EOFError:
-            self.process.join()
-            exitcode = self.process.exitcode
-            self._start()
-            return "crash", f"the child died (exit code {exitcode})"
-
-    def close(self) -> None:
-        self.process.kill()
-        self.process.join()
-        self.conn.close()
+    serve_reads(conn, _read_summary, PEDataError)
 
 
 @pytest.fixture(scope="module")
 def child():
-    reader = _Child()
+    reader = ReadingChild(_serve, READ_TIMEOUT_S)
     yield reader
     reader.close()
 
@@ -167,20 +128,16 @@ class Case:
         return hashlib.sha256(repr(sorted(self.files.items())).encode()).hexdigest()
 
 
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
-
-
-def _read_case(child: _Child, workdir: Path, family: str, case: Case) -> tuple[str, Any]:
+def _read_case(child: ReadingChild, workdir: Path, family: str, case: Case) -> tuple[str, Any]:
     """Write the case into a fresh folder, read it in the child and hold it to the contract."""
     folder = workdir / "case"
     shutil.rmtree(folder, ignore_errors=True)
     for name, content in case.files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content)
-    before = _snapshot(folder)
+    before = snapshot(folder)
     outcome, detail = child.read(family, folder)
-    assert _snapshot(folder) == before, f"{case!r}: the reader changed the case folder"
+    assert snapshot(folder) == before, f"{case!r}: the reader changed the case folder"
     assert outcome in ("ok", "PEDataError"), f"{case!r}: {outcome}: {detail}"
     if outcome == "PEDataError":
         assert case.expect != "accept", f"{case!r}: refused a valid file: {detail}"
@@ -200,14 +157,14 @@ def _read_case(child: _Child, workdir: Path, family: str, case: Case) -> tuple[s
 _DIGESTS: dict[str, str] = {}  # base -> digest of its (unmutated) result
 
 
-def _unmutated_digest(child: _Child, workdir: Path, family: str, base: str) -> str:
+def _unmutated_digest(child: ReadingChild, workdir: Path, family: str, base: str) -> str:
     if base not in _DIGESTS:
         unmutated = Case(base, "unmutated", _BASES[base](), "accept")
         _DIGESTS[base] = _read_case(child, workdir, family, unmutated)[1]["digest"]
     return _DIGESTS[base]
 
 
-def _fuzz(child: _Child, workdir: Path, family: str, cases: st.SearchStrategy[Case],
+def _fuzz(child: ReadingChild, workdir: Path, family: str, cases: st.SearchStrategy[Case],
           examples: int) -> int:
     """Run `examples` derandomized cases of one family; the number of distinct inputs read."""
     seen: set[str] = set()
@@ -628,7 +585,7 @@ _BASES = {
 # ------------------------------------------------------------- regression tests, per finding
 
 
-def _refused(child: _Child, workdir: Path, family: str, base: str, files: dict[str, bytes],
+def _refused(child: ReadingChild, workdir: Path, family: str, base: str, files: dict[str, bytes],
              pattern: str) -> None:
     """The case is refused with a one-line PEDataError matching `pattern`."""
     case = Case(base, pattern, {**_BASES[base](), **files}, "refuse")
