@@ -375,3 +375,15 @@ def test_predict_on_new_cases_without_a_reference(cache, tmp_path):
                           f"--data=cadpe:{new}", f"--out={tmp_path / 'o2'}"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "config.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_presets_and_study_facts_read_without_importing_the_app():
+    """The trainer and the study harness read an app's presets as data: no TFDS, no app code."""
+    code = ("import sys; from ftjax.apps import study_facts, train_presets; "
+            "f = study_facts('pe'); t = train_presets('pe'); "
+            "print(f['reduced_fractions'], t['smoke']['batch_size'], "
+            "'ftjax.apps.pe.app' in sys.modules, 'tensorflow_datasets' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["(0.5,", "0.25)", "8", "False", "False"]
+    assert pe_app.FP_RATES == (1.0, 2.0, 3.0, 4.0, 5.0)  # PAPER.md: 1..5 FP/volume
