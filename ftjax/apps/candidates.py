@@ -1,6 +1,6 @@
 """The base of the applications whose test scores candidates (PAPER.md, "Test-time scoring").
 
-A candidate application (``pe``; ``polyp`` and ``frames`` to come) finds candidates in every case,
+A candidate application (``pe``, ``polyp``, ``frames``) finds candidates in every case,
 shows each as K augmented patches, trains on a stratified sample of (candidate, augmentation)
 patches and scores a candidate by the mean probability over its patches. Everything that is not
 about one application lives here once: where the data comes from (``synthetic`` or
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ftjax.apps.protocol import ArrayPatches, TestResult
+from ftjax.apps.protocol import ArrayCandidates, ArrayPatches, CandidateSource, TestResult
 from ftjax.data.patch_dataset import (
     CaseTable,
     DatasetSpec,
@@ -225,7 +225,14 @@ class CandidateApp:
             validation_cases=tuple(self.cases("validation")), test_cases=tuple(self.cases("test")),
             patch_shape=(s.patch_size, s.patch_size, 3),
             patches_per_candidate=s.patches_per_candidate, info_fields=self.INFO_FIELDS,
-            max_train_patches=s.max_train_patches, seed=self.data_seed)
+            max_train_patches=s.max_train_patches, seed=self.data_seed,
+            candidate_augmentations=self._scored_augmentations())
+
+    def _scored_augmentations(self) -> tuple[int, ...] | None:
+        """The patches a validation or test candidate is ever scored by (None: all K), the only
+        ones its record stores."""
+        scored = (self.settings.validation_augmentations, self.settings.score_augmentations)
+        return None if None in scored else tuple(sorted(set().union(*scored)))
 
     def dataset(self) -> PatchDataset:
         """The cached data set, generated on first use (progress lines go to ``log``)."""
@@ -262,7 +269,14 @@ class CandidateApp:
         augs = {"validation": self.settings.validation_augmentations,
                 "test": self.settings.score_augmentations}[split]
         index = self.index(split, cases)
-        return self.dataset().candidates(split, index["row"], index["label"], augs)
+        return self.scored(self.dataset().candidates(split, index["row"], index["label"], augs),
+                           split)
+
+    def scored(self, source: CandidateSource, split: str) -> CandidateSource:
+        """What the network scores of these candidates (``split``: ``validation`` or ``test``;
+        new cases score as ``test``): the stored patches themselves, unless an application
+        represents a candidate otherwise (``frames``: random crops of the stored frame)."""
+        return source
 
     def validation_candidates(self, cases: Sequence[str]) -> StoredCandidates:
         return self.candidates("validation", cases)
@@ -287,7 +301,9 @@ class CandidateApp:
             table = producer.table(case)
             if len(table):
                 patches = producer.patches(case, np.arange(len(table)))
-                scores = scorer(patches if augs is None else patches[:, list(augs)])[:, 1]
+                stored = ArrayCandidates(patches if augs is None else patches[:, list(augs)],
+                                         np.zeros(len(table), np.int32))
+                scores = scorer.score(self.scored(stored, "test"))[:, 1]
             else:
                 scores = np.zeros(0)
             columns = {"candidate": np.arange(len(table)), **self.describe(table),

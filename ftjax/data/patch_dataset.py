@@ -103,6 +103,8 @@ class DatasetSpec:
     dtype name) of the per-candidate fields of ``CaseTable.info``. ``max_train_patches``: size of
     the stratified training sample (classes as equal as the candidates allow).
     ``train_augmentations``: the augmentation indices training patches are drawn from (None: all).
+    ``candidate_augmentations``: the patches stored per validation and test candidate (None: all
+    K), when only a subset is ever scored (a smoke preset): the disk holds what is used.
     ``train_cases`` are the cases training patches are sampled from (the validation cases are
     split off before, so no validation case is ever trained on).
     """
@@ -117,6 +119,7 @@ class DatasetSpec:
     info_fields: Mapping[str, tuple[tuple[int, ...], str]]
     max_train_patches: int
     train_augmentations: tuple[int, ...] | None = None
+    candidate_augmentations: tuple[int, ...] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -125,14 +128,24 @@ class DatasetSpec:
             raise ValueError("case ids must be unique, and no case may be in two splits")
         if self.max_train_patches < 1 or self.patches_per_candidate < 1:
             raise ValueError("max_train_patches and patches_per_candidate must be >= 1")
-        augs = self.train_augmentations
-        if augs is not None and (not augs or min(augs) < 0
-                                 or max(augs) >= self.patches_per_candidate):
-            raise ValueError(f"train_augmentations {augs} must index the "
-                             f"{self.patches_per_candidate} patches of a candidate")
+        for name in ("train_augmentations", "candidate_augmentations"):
+            augs = getattr(self, name)
+            if augs is not None and (not augs or min(augs) < 0 or len(set(augs)) != len(augs)
+                                     or max(augs) >= self.patches_per_candidate):
+                raise ValueError(f"{name} {augs} must index the {self.patches_per_candidate} "
+                                 "patches of a candidate, each once")
+
+    @property
+    def stored_augmentations(self) -> tuple[int, ...]:
+        """Which of a candidate's K patches its validation / test record holds, in order."""
+        augs = self.candidate_augmentations
+        return tuple(range(self.patches_per_candidate)) if augs is None else tuple(augs)
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT_VERSION, **dataclasses.asdict(self)}
+        fields = dataclasses.asdict(self)
+        if fields["candidate_augmentations"] is None:  # keys of data sets cached before it
+            del fields["candidate_augmentations"]
+        return {"format": FORMAT_VERSION, **fields}
 
     def key(self) -> str:
         """Hash of the spec: equal parameters give the same cached data set."""
@@ -233,7 +246,7 @@ class _PatchRecords(tfds.core.GeneratorBasedBuilder):
             features["augmentation"] = tfds.features.Scalar(dtype=np.int32)
         else:
             features["patches"] = tfds.features.Tensor(
-                shape=(s.patches_per_candidate, *s.patch_shape), dtype=np.uint8)
+                shape=(len(s.stored_augmentations), *s.patch_shape), dtype=np.uint8)
             features.update({name: tfds.features.Tensor(shape=tuple(shape), dtype=np.dtype(dt))
                              for name, (shape, dt) in s.info_fields.items()})
         return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features),
@@ -301,7 +314,8 @@ class _Plan:
             table = self.tables[case]
             if not len(table):
                 continue
-            patches = self._cut(case, np.arange(len(table)))
+            stored = list(self.spec.stored_augmentations)
+            patches = self._cut(case, np.arange(len(table)))[:, stored]
             for j in range(len(table)):
                 info = {n: np.asarray(v[j], dtype=self.spec.info_fields[n][1])
                         for n, v in table.info.items()}
@@ -441,6 +455,9 @@ class PatchDataset:
         spec = self.meta["spec"]
         self.patch_shape = tuple(spec["patch_shape"])
         self.patches_per_candidate = int(spec["patches_per_candidate"])
+        stored = spec.get("candidate_augmentations")
+        self.stored_augmentations = tuple(range(self.patches_per_candidate)) if stored is None \
+            else tuple(stored)
         self.info_fields = {n: (tuple(s), d) for n, (s, d) in spec["info_fields"].items()}
         self._builders: dict[str, Any] = {}
 
@@ -486,8 +503,18 @@ class PatchDataset:
     def candidates(self, split: str, rows: np.ndarray, labels: np.ndarray,
                    augmentations: Sequence[int] | None = None) -> StoredCandidates:
         """Lazy access to the records ``rows`` (indices into ``index(split)``) of a candidate
-        split, with their ``labels``."""
+        split, with their ``labels``; ``augmentations`` index a candidate's K patches (None:
+        every stored one) and must be among those stored."""
         source = self._source(split) if self.meta["records"].get(split) else None
-        augs = None if augmentations is None else np.asarray(augmentations, np.int64)
+        stored = self.stored_augmentations
+        augs = None
+        if augmentations is not None:
+            missing = sorted(set(augmentations) - set(stored))
+            if missing:
+                raise DatasetError(f"{self.path}: patches {missing[:8]} of each candidate are "
+                                   f"not stored (it holds {len(stored)} of "
+                                   f"{self.patches_per_candidate})")
+            if tuple(augmentations) != stored:
+                augs = np.array([stored.index(a) for a in augmentations], np.int64)
         return StoredCandidates(source, np.asarray(rows, np.int64), np.asarray(labels),
-                                (self.patches_per_candidate, *self.patch_shape), augs)
+                                (len(stored), *self.patch_shape), augs)
