@@ -192,6 +192,10 @@ def headline(pred: Predictions) -> Headline:
         if not sum(int(facts["lesions"]) for facts in pred.cases.values()):
             return Headline(m["name"], math.nan, math.nan, math.nan)  # no lesion: undefined
         points = [float(p) for p in m["operating_points"]]
+        if not metrics.estimable([float(m["at"])], len(pred.cases))[0]:
+            return Headline(f"{m['name']} (not estimable: {len(pred.cases)} {m['per']}s hold "
+                            "less than one false positive at that rate)", math.nan, math.nan,
+                            math.nan)
         boot = metrics.froc_bootstrap(froc_hits(pred), points, clusters=_clusters(pred),
                                       n_boot=int(m["n_boot"]), seed=int(m["seed"]))
         i = points.index(float(m["at"]))

@@ -7,6 +7,7 @@ from ftjax.metrics import (
     CaseHits,
     assign_hits,
     assign_hits_to_centres,
+    estimable,
     froc_bootstrap,
     froc_curve,
     froc_from_cases,
@@ -270,3 +271,11 @@ def test_bad_input():
         sensitivity_at(froc_curve([0.1], [0.2], 1, 1), [-1.0])
     with pytest.raises(ValueError, match="clusters"):
         froc_bootstrap([CaseHits([0.1], [0.2], 1)] * 3, clusters=[1, 2])
+
+
+def test_an_operating_point_needs_room_for_one_false_positive():
+    # 0.001 FP/frame needs 1,000 frames; 300 frames measure 0.01 (3 FPs) and 0.1, not 0.001
+    assert estimable([0.001, 0.01, 0.1], 300).tolist() == [False, True, True]
+    assert estimable([0.001, 0.01, 0.1], 1000).tolist() == [True, True, True]
+    assert estimable([1.0, 2.0], 1).tolist() == [True, True]
+    assert estimable([0.5], 1).tolist() == [False]

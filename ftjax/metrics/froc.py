@@ -280,6 +280,15 @@ def sensitivity_at(curve: FrocCurve, fp_rates: ArrayLike) -> np.ndarray:
     return _interp(curve.fps[None], curve.sensitivity[None], query)[0]
 
 
+def estimable(fp_rates: ArrayLike, num_cases: int) -> np.ndarray:
+    """bool per FP rate: whether `num_cases` cases can measure it. A rate r leaves room for
+    r * num_cases false positives in all; below one, the curve there is a straight line from
+    (0, 0) to the first false positive, an interpolation and not a measurement (0.001 FP/frame
+    needs 1,000 frames)."""
+    query = _checks.rates(fp_rates, "fp_rates")
+    return query * _checks.positive_int(num_cases, "num_cases") >= 1 - 1e-9
+
+
 def froc_score(curve: FrocCurve, fp_rates: ArrayLike = LUNA16_FP_RATES) -> float:
     """Mean sensitivity over the operating points (LUNA16's competition score by default)."""
     return float(sensitivity_at(curve, fp_rates).mean())
