@@ -10,6 +10,7 @@ from ftjax.patches.planar import (
     augmentation_index,
     candidate_patches,
     crop_offsets,
+    frame_crops,
     random_crops,
 )
 
@@ -171,6 +172,22 @@ def test_random_crops_equal_numpy_slices():
     assert crops.shape == (200, size, size, 3) and crops.dtype == np.uint8
     for (y, x), crop in zip(offsets, crops, strict=True):
         np.testing.assert_array_equal(crop, frame[y:y + size, x:x + size])
+
+
+def test_frame_crops_cut_each_crop_from_its_own_frame():
+    frames, size = np.stack([_noise_frame(s) for s in range(4)]), 20
+    which = np.array([3, 0, 2, 2, 1, 3])
+    offsets = crop_offsets(5, frames.shape[1:], size, len(which))
+    offsets[0] = (-size, frames.shape[2])  # wholly outside: all fill
+    crops = np.asarray(frame_crops(frames, which, offsets, size, fill=9))
+    assert (crops[0] == 9).all()
+    for k in range(1, len(which)):
+        (y, x), f = offsets[k], frames[which[k]]
+        np.testing.assert_array_equal(crops[k], f[y:y + size, x:x + size])
+    with pytest.raises(ValueError, match="frame indices"):
+        frame_crops(frames, np.array([4]), offsets[:1], size)
+    with pytest.raises(ValueError, match="1 frame indices but 2 offsets"):
+        frame_crops(frames, np.array([0]), offsets[:2], size)
 
 
 def test_crops_reaching_outside_are_padded_not_shifted():

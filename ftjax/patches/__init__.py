@@ -7,6 +7,7 @@ from ftjax.patches.planar import (
     augmentation_index,
     candidate_patches,
     crop_offsets,
+    frame_crops,
     random_crops,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "augmentation_index",
     "candidate_patches",
     "crop_offsets",
+    "frame_crops",
     "random_crops",
 ]

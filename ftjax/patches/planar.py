@@ -24,10 +24,12 @@ shifted up by 10% of the side; patch 119 is scale 1.5, shifted right, rotated 27
 
 Random crops (frame classification): size x size windows at integer top-left offsets, no
 resampling, cut with `lax.dynamic_slice` from the frame padded by `size` on every side (a
-dynamic_slice clamps out-of-range starts, so unpadded edge crops would silently shift).
+dynamic_slice clamps out-of-range starts, so unpadded edge crops would silently shift);
+`frame_crops` cuts them from a stack of frames kept on the device, so a data set stores each
+frame once, not its crops.
 
 Compilation: `candidate_patches` compiles once per (C, H, W, ch, len(scales), patch_size) and
-`random_crops` once per (N, H, W, ch, size); scale values, shift and fill are traced. Callers
+`frame_crops` once per (F, N, H, W, ch, size); scale values, shift and fill are traced. Callers
 with a varying number of candidates should pad C to a fixed chunk (e.g. repeat a candidate).
 """
 
@@ -180,33 +182,56 @@ def crop_offsets(rng: np.random.Generator | int, frame_shape: Sequence[int], siz
 
 
 @partial(jax.jit, static_argnames=("size",))
-def _crops(frame: jax.Array, offsets: jax.Array, fill: jax.Array, size: int) -> jax.Array:
-    """uint8 [N, size, size, ch] from a frame padded by `size` with `fill` on every side."""
-    padded = jnp.pad(frame, ((size, size), (size, size), (0, 0)), constant_values=fill)
+def _crops(frames: jax.Array, which: jax.Array, offsets: jax.Array, fill: jax.Array,
+           size: int) -> jax.Array:
+    """uint8 [N, size, size, ch]: crop n of frame which[n], from frames padded by `size` with
+    `fill` on every side (a dynamic_slice clamps out-of-range starts; the padding keeps them)."""
+    padded = jnp.pad(frames, ((0, 0), (size, size), (size, size), (0, 0)),
+                     constant_values=fill)
 
-    def one(offset: jax.Array) -> jax.Array:
-        return jax.lax.dynamic_slice(padded, (offset[0] + size, offset[1] + size, 0),
-                                     (size, size, frame.shape[-1]))
+    def one(index: jax.Array, offset: jax.Array) -> jax.Array:
+        return jax.lax.dynamic_slice(padded, (index, offset[0] + size, offset[1] + size, 0),
+                                     (1, size, size, frames.shape[-1]))[0]
 
-    return jax.vmap(one)(offsets)
+    return jax.vmap(one)(which, offsets)
 
 
-def random_crops(frame: np.ndarray | jax.Array, offsets: np.ndarray, size: int, *,
-                 fill: int = 0) -> jax.Array:
-    """size x size crops at top-left `offsets` [N, 2] (y, x): uint8 [N, size, size, ch].
+def frame_crops(frames: np.ndarray | jax.Array, which: np.ndarray, offsets: np.ndarray,
+                size: int, *, fill: int = 0) -> jax.Array:
+    """size x size crops of a stack of frames [F, H, W, ch]: crop n is cut from frame which[n]
+    at top-left offsets[n] (y, x); uint8 [N, size, size, ch], cut on the device where `frames`
+    lives (keep a stack there and only indices travel).
 
     No resampling. Offsets may reach outside the frame (e.g. `crop_offsets` centring a crop on
     a small frame), down to -size and up to the frame's extent; the outside reads `fill`.
     """
-    _check_frame(frame, "random_crops")
-    _check_fill(fill, "random_crops")
+    if frames.ndim != 4:
+        raise ValueError(f"frame_crops: frames must be [F, H, W, ch], got {frames.shape}")
+    _check_frame(frames[0] if len(frames) else np.zeros((1, 1, 3), np.uint8), "frame_crops")
+    _check_fill(fill, "frame_crops")
+    which = np.asarray(which).reshape(-1)
     offsets = np.asarray(offsets).reshape(-1, 2)
-    if offsets.size and not np.issubdtype(offsets.dtype, np.integer):
-        raise ValueError(f"random_crops: offsets must be integers, got dtype {offsets.dtype}")
-    h, w, ch = frame.shape
+    for name, values in (("which", which), ("offsets", offsets)):
+        if values.size and not np.issubdtype(values.dtype, np.integer):
+            raise ValueError(f"frame_crops: {name} must be integers, got dtype {values.dtype}")
+    f, h, w, ch = frames.shape
+    if len(which) != len(offsets):
+        raise ValueError(f"frame_crops: {len(which)} frame indices but {len(offsets)} offsets")
     if size < 1 or np.any(offsets < -size) or np.any(offsets > (h, w)):
-        raise ValueError(f"random_crops: need size >= 1 and offsets in [-size, (H, W)] "
-                         f"(size {size}, frame {frame.shape})")
+        raise ValueError(f"frame_crops: need size >= 1 and offsets in [-size, (H, W)] "
+                         f"(size {size}, frames {frames.shape})")
+    if np.any(which < 0) or np.any(which >= f):
+        raise ValueError(f"frame_crops: frame indices must lie in [0, {f})")
     if len(offsets) == 0:
         return jnp.zeros((0, size, size, ch), dtype=jnp.uint8)
-    return _crops(jnp.asarray(frame), offsets.astype(np.int32), jnp.uint8(fill), size=size)
+    return _crops(jnp.asarray(frames), which.astype(np.int32), offsets.astype(np.int32),
+                  jnp.uint8(fill), size=size)
+
+
+def random_crops(frame: np.ndarray | jax.Array, offsets: np.ndarray, size: int, *,
+                 fill: int = 0) -> jax.Array:
+    """size x size crops of one frame at top-left `offsets` [N, 2] (y, x): uint8
+    [N, size, size, ch] (`frame_crops` of a stack of one)."""
+    _check_frame(frame, "random_crops")
+    offsets = np.asarray(offsets).reshape(-1, 2)
+    return frame_crops(frame[None], np.zeros(len(offsets), np.int32), offsets, size, fill=fill)
