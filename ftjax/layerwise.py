@@ -92,6 +92,12 @@ def init_params(pretrained: Mapping[str, Mapping[str, Any]] | None, tune_from: s
         trunk[layer] = {}
         for leaf, want in shapes[layer].items():
             got = getattr(pretrained[layer].get(leaf), "shape", None)
+            if got != want.shape and layer == "fc6" and variant == "caffe" and got and \
+                    got[1:] == want.shape[1:]:
+                raise ValueError(f"pretrained fc6 takes 6x6 pool5 maps, which the caffe AlexNet "
+                                 f"gives only at inputs of 223 to 230 px, not {size}: use "
+                                 "input size 227 (--input_size=227), or the torchvision variant "
+                                 "(--arch=torchvision), whose adaptive pooling takes any size")
             if got != want.shape:
                 raise ValueError(f"pretrained {layer}/{leaf} has shape {got}; the {variant!r} "
                                  f"AlexNet at input {size} needs {want.shape} (weights of the "

@@ -168,6 +168,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
                                       config.data_seed)
     val_cases = list(app.cases("validation"))
     fit, val = app.training_patches(fit_cases), app.validation_candidates(val_cases)
+    positives = int(np.sum(np.asarray(val.labels) != 0))
+    if positives in (0, len(val)):
+        raise TrainingError(f"{app.name}: the {len(val)} validation candidates of "
+                            f"{len(val_cases)} validation case(s) are all of one class, so the "
+                            "validation AUC that selects the snapshot is undefined; use more "
+                            "cases, a larger --val_fraction or another --data_seed")
     data = {"training_cases": len(fit_cases), "training_cases_available": len(all_fit),
             "train_fraction": config.train_fraction, "train_fraction_reached": reached,
             "reduction_unit": app.reduction_unit, "validation_cases": len(val_cases),
