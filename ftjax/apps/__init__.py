@@ -22,6 +22,8 @@ from ftjax.apps.protocol import (
 # name -> package holding app.py (``make``) and presets.py (``TRAIN``, ``STUDY``).
 _PACKAGES: dict[str, str] = {
     "pe": "ftjax.apps.pe",
+    "polyp": "ftjax.apps.polyp",
+    "frames": "ftjax.apps.frames",
 }
 PAPER_APPS = ("pe", "polyp", "frames", "cimt")
 

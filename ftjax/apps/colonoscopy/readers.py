@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+FORMAT_VERSION = 1  # part of a cached data set's key: bump when what a reader returns changes
 MAX_PIXELS = 2**26  # an image declaring more pixels is refused before it is decoded
 MAX_METADATA_BYTES = 1 << 26  # a CSV or JSON file larger than this is not the dataset's
 SPLIT_BY_IMAGE = "split by image: no sequence mapping"  # what an app prints, see split_by_image

@@ -297,9 +297,10 @@ def detect(frame: np.ndarray, config: DetectorConfig | None = None) -> Candidate
     return Candidates(np.stack([cy, cx], axis=1), boxes, s.astype(np.float64))
 
 
-def _pixels(candidates: Candidates, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) of the candidates' points, rounded and clipped into a frame of `shape`."""
-    idx = np.clip(np.rint(candidates.centres).astype(np.int64), 0, np.array(shape[:2]) - 1)
+def pixels(centres: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of points (y, x), rounded and clipped into a frame of `shape`: the pixel
+    the paper's hit rule looks up in the mask."""
+    idx = np.clip(np.rint(centres).astype(np.int64), 0, np.array(shape[:2]) - 1)
     return idx[:, 0], idx[:, 1]
 
 
@@ -307,7 +308,7 @@ def hits(candidates: Candidates, mask: np.ndarray) -> np.ndarray:
     """bool [n]: the candidate's point (rounded to a pixel) lies in the polyp mask (nonzero), the
     paper's rule for a positive candidate."""
     mask = np.asarray(mask)
-    return mask[_pixels(candidates, mask.shape)] > 0
+    return mask[pixels(candidates.centres, mask.shape)] > 0
 
 
 def sensitivity_and_rate(
@@ -322,7 +323,7 @@ def sensitivity_and_rate(
     for frame, mask in zip(frames, masks, strict=True):
         cands = detect(frame, config)
         components, n = ndimage.label(np.asarray(mask) > 0)
-        hit_ids = components[_pixels(cands, components.shape)]
+        hit_ids = components[pixels(cands.centres, components.shape)]
         n_frames += 1
         n_candidates += len(cands)
         n_polyps += n
