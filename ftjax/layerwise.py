@@ -65,8 +65,8 @@ def init_params(pretrained: Mapping[str, Mapping[str, Any]] | None, tune_from: s
     constant ``INIT_BIAS``); a given ``rng`` gives the same fc8 at every depth, scratch included.
     ``pretrained`` may hold any fc8 (e.g. ImageNet's 1000-way one): it is ignored, and so is
     ``pretrained`` as a whole for ``"scratch"``. Trunk shapes must match ``variant``'s AlexNet
-    built for ``size`` x ``size`` input (default: the variant's own, the only size whose fc6 fits
-    ImageNet weights; other sizes are for scratch runs, e.g. fast CPU tests).
+    built for ``size`` x ``size`` input (default: the variant's own). The Caffe variant's fc6 fits
+    ImageNet weights only at 223-230 px; torchvision's adaptive pooling fits them at any size.
     """
     _check_tune_from(tune_from)
     if num_classes < 1:

@@ -105,7 +105,8 @@ def test_init_params_errors(imagenet_like):
         lw.init_params(ungrouped, "fc6", 2, "caffe", key)
     with pytest.raises(ValueError, match="variant"):
         lw.init_params(imagenet_like, "fc6", 2, "alexnet", key)
-    with pytest.raises(ValueError, match=r"fc6 takes 6x6 pool5 maps.*not 67.*--input_size=227.*--arch=torchvision"):
+    with pytest.raises(ValueError, match=r"fc6 takes 6x6 pool5 maps.*not 67.*"
+                                         r"--input_size=227.*--arch=torchvision"):
         lw.init_params(imagenet_like, "fc6", 2, "caffe", key, size=67)
 
 
