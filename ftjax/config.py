@@ -59,13 +59,17 @@ _INPUT_SIZE = (f"0 (the variant's own) or in [{MIN_INPUT}, {MAX_INPUT}]",
 class TrainConfig:
     """Everything a run depends on; stored in the workdir so a rerun can resume or refuse."""
 
-    app: str = _field("", "application: pe, or module:function for your own (required)")
+    app: str = _field("", "application: pe, polyp, frames, or module:function for your own "
+                      "(required)")
     tune_from: str = _field("conv1", "shallowest layer that trains (all above it train too); "
                             "scratch = random init, every layer", TUNE_FROM)
     data: str = _field("synthetic", "synthetic (generated from --data_seed), or DATASET:PATH of "
                        "a public dataset")
     preset: str = _field("smoke", "smoke: minutes on a laptop CPU; paper: the paper's patch "
                          "counts", tuple(PRESETS))
+    app_options: str = _field("", "the application's own settings over its preset, "
+                              "NAME=VALUE[,NAME=VALUE...] (e.g. frames: train_crops=200,"
+                              "test_crops=200; the names are the fields of the app's Settings)")
     arch: str = _field("caffe", "AlexNet variant: caffe (BVLC, the paper's) or torchvision",
                        VARIANTS)
     weights: str = _field("imagenet", "imagenet (official weights, downloaded once), random, or "

@@ -33,7 +33,8 @@ def predict(workdir: str | Path, data: str, out: str | Path | None = None) -> li
 
     workdir = Path(workdir)
     config, params, _ = best_checkpoint(workdir)
-    application = make_app(config.app, data, config.preset, config.data_seed, config.val_fraction)
+    application = make_app(config.app, data, config.preset, config.data_seed,
+                           config.val_fraction, config.app_options)
     if not hasattr(application, "predict"):
         raise ValueError(f"--app={config.app} cannot predict on new cases (it has no predict)")
     model = AlexNet(num_classes=len(application.classes), variant=config.arch)

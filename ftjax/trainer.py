@@ -150,7 +150,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     rows = parallel.process_rows(config.batch_size)  # checked before any work
     log = _Log(workdir, quiet)
     app = app or make_app(config.app, config.data, config.preset, config.data_seed,
-                          config.val_fraction)
+                          config.val_fraction, config.app_options)
     tag = " [SYNTHETIC data: a demonstration, not a medical result]" if app.synthetic else ""
     model = AlexNet(num_classes=len(app.classes), variant=config.arch)
     size = config.network_input_size
@@ -396,7 +396,8 @@ def evaluate_checkpoint(workdir: str | Path) -> dict[str, Any]:
     predictions and the ``test`` entry of ``results.json``."""
     workdir = Path(workdir)
     config, params, meta = best_checkpoint(workdir)
-    app = make_app(config.app, config.data, config.preset, config.data_seed, config.val_fraction)
+    app = make_app(config.app, config.data, config.preset, config.data_seed, config.val_fraction,
+                   config.app_options)
     model = AlexNet(num_classes=len(app.classes), variant=config.arch)
     test = run_test(app, model, params, config, workdir)
     results_path = workdir / "results.json"

@@ -104,6 +104,78 @@ class CandidateSettings:
     def patches_per_candidate(self) -> int:
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Raise a ValueError naming the first setting out of its range."""
+        k = self.patches_per_candidate
+        for name in ("max_train_patches", "patch_size", "n_boot"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"setting {name}={getattr(self, name)} must be >= 1")
+        if self.max_cases is not None and self.max_cases < 3:
+            raise ValueError(f"setting max_cases={self.max_cases} must be >= 3 (or none)")
+        for name in ("score_augmentations", "validation_augmentations"):
+            augs = getattr(self, name)
+            if augs is not None and (not augs or min(augs) < 0 or max(augs) >= k):
+                raise ValueError(f"setting {name}={augs} must index the {k} patches of a "
+                                 "candidate (or be none: all)")
+
+
+def with_options(settings: Any, text: str, app: str) -> Any:
+    """``settings`` (a frozen dataclass) with ``--app_options`` applied: ``NAME=VALUE`` pairs
+    separated by commas, a dotted NAME reaching into a nested dataclass (``detector.sigma``),
+    each VALUE read as the type of the value it replaces (a tuple as ``:``-separated items,
+    ``none`` where the setting may be unset)."""
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--app_options: {pair!r} is not NAME=VALUE")
+        settings = _replace_path(settings, name.strip().split("."), value.strip(), app, name)
+    settings.check()
+    return settings
+
+
+def _replace_path(obj: Any, path: list[str], value: str, app: str, name: str) -> Any:
+    fields = {f.name for f in dataclasses.fields(obj)}
+    if path[0] not in fields:
+        raise ValueError(f"--app_options: the {app} app has no setting {name!r} (settings: "
+                         f"{', '.join(sorted(fields))})")
+    current = getattr(obj, path[0])
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ValueError(f"--app_options: {name!r}: {path[0]} has no sub-settings")
+        new = _replace_path(current, path[1:], value, app, name)
+    else:
+        new = _parse_value(current, value, name)
+    try:
+        return dataclasses.replace(obj, **{path[0]: new})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--app_options: {name}={value!r}: {e}") from e
+
+
+def _parse_value(current: Any, value: str, name: str) -> Any:
+    if value.lower() == "none" and (current is None or isinstance(current, tuple)):
+        return None
+    if dataclasses.is_dataclass(current):
+        raise ValueError(f"--app_options: {name!r} is a group of settings; name one of its "
+                         "fields (NAME.FIELD=VALUE)")
+    if isinstance(current, tuple) or current is None:
+        kind = type(current[0]) if current else int
+        return tuple(_scalar(kind, item, name) for item in value.split(":") if item)
+    return _scalar(type(current), value, name)
+
+
+def _scalar(kind: type, value: str, name: str) -> Any:
+    if kind is bool:
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"--app_options: {name}={value!r} is not true or false")
+        return value.lower() in ("true", "1")
+    try:
+        out = kind(value)
+    except ValueError:
+        raise ValueError(f"--app_options: {name}={value!r} is not a {kind.__name__}") from None
+    if isinstance(out, float) and not np.isfinite(out):
+        raise ValueError(f"--app_options: {name}={value!r} is not a finite number")
+    return out
+
 
 class CandidateApp:
     """Splits, data set, patches and candidates of a candidate application (see module doc)."""

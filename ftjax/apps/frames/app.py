@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from ftjax.apps.candidates import CandidateApp, CandidateSettings
+from ftjax.apps.candidates import CandidateApp, CandidateSettings, with_options
 from ftjax.apps.colonoscopy.synthetic import exposure_score, laplacian_variance
 from ftjax.apps.colonoscopy.videos import Clip, SyntheticVideos, VideoSource, frame_counts
 from ftjax.apps.frames.presets import STUDY
@@ -73,6 +73,15 @@ class FramesSettings(CandidateSettings):
     @property
     def patches_per_candidate(self) -> int:
         return 1  # the stored frame; its crops are cut when scored
+
+    def check(self) -> None:
+        super().check()
+        for name in ("videos", "frames_per_video", "crop_size", "train_crops",
+                     "validation_crops", "test_crops"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"setting {name}={getattr(self, name)} must be >= 1")
+        if len(self.shape) != 2 or min(self.shape) < 32:
+            raise ValueError(f"setting shape={self.shape} must be (height, width), each >= 32")
 
     def crops(self, split: str) -> int:
         return {"train": self.train_crops, "validation": self.validation_crops,
@@ -308,9 +317,11 @@ class FramesApp(CandidateApp):
 
 
 def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
-         val_fraction: float = 0.2) -> FramesApp:
-    """The registry's factory: ``--app=frames --data=... --preset=... --data_seed=...``."""
+         val_fraction: float = 0.2, options: str = "") -> FramesApp:
+    """The registry's factory: ``--app=frames --data=... --preset=... --data_seed=...
+    --app_options=NAME=VALUE,...``."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} for the frames app; expected "
                          f"{tuple(PRESETS)}")
-    return FramesApp(data, PRESETS[preset], data_seed, val_fraction)
+    return FramesApp(data, with_options(PRESETS[preset], options, "frames"), data_seed,
+                    val_fraction)
