@@ -175,6 +175,15 @@ def test_frames_roc_against_scikit_learn_and_paired_baselines(frames, tmp_path):
     assert os.path.exists(result.summary["figure"])
 
 
+def test_smoke_presets_hold_the_issue_sizes(cache):
+    polyp = PolypApp(log=None)  # the smoke preset; nothing is generated
+    test = polyp.cases("test")
+    assert len(test) >= 6 and len(test) * polyp.settings.frames_per_video >= 300
+    assert polyp.patches_per_scored_candidate == 6 and polyp.settings.patches_per_candidate == 120
+    frames = FramesApp(log=None)
+    assert len(frames.cases("test")) >= 6 and frames.settings.crop_size == 99
+
+
 def test_frames_presets_crop_at_the_network_input():
     for preset, settings in FRAMES_PRESETS.items():
         assert train_presets("frames")[preset]["input_size"] == settings.crop_size
@@ -270,6 +279,14 @@ def test_bad_input_is_one_line_naming_the_file_and_leaves_no_cache(cache, tmp_pa
     with pytest.raises(ColonoscopyDataError, match="3.tif"):
         app.dataset()
     assert not list((cache / "datasets" / "polyp").glob(f"*{app.spec().key()}*"))
+    # a mask of another size than its frame, found while the data set is generated
+    root = _write_cvc(tmp_path / "cvc2")
+    tifffile.imwrite(root / "Ground Truth" / "2.tif", np.zeros((96, 120), np.uint8))
+    app = PolypApp(f"cvc-clinicdb:{root}", dataclasses.replace(TINY_POLYP, max_cases=None),
+                   log=None)
+    with pytest.raises(ColonoscopyDataError, match=r"Ground Truth/2.tif: mask size 96x120"):
+        app.dataset()
+    assert not list((cache / "datasets" / "polyp").glob(f"*{app.spec().key()}*"))
     # one class only: refused when listed, naming the folder
     with pytest.raises(ColonoscopyDataError, match="non-informative"):
         FramesApp(f"folder:{_write_folder(tmp_path / 'one', [1, 1, 1])}", TINY_FRAMES,
@@ -283,6 +300,29 @@ def test_bad_input_is_one_line_naming_the_file_and_leaves_no_cache(cache, tmp_pa
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert str(empty) in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_app_options_override_the_preset_settings(cache):
+    from ftjax.apps.candidates import with_options
+    from ftjax.apps.frames.app import SMOKE as FRAMES_SMOKE
+    from ftjax.apps.polyp.app import SMOKE as POLYP_SMOKE
+
+    s = with_options(FRAMES_SMOKE, "train_crops=50, test_crops=7,shape=120:160", "frames")
+    assert (s.train_crops, s.test_crops, s.shape) == (50, 7, (120, 160))
+    p = with_options(POLYP_SMOKE, "detector.max_candidates=3,score_augmentations=none,"
+                                  "validation_augmentations=none,scales=1.0:1.5", "polyp")
+    assert p.detector.max_candidates == 3 and p.score_augmentations is None
+    assert p.scales == (1.0, 1.5) and p.patches_per_candidate == 80
+    bad = {"trian_crops=5": "has no setting 'trian_crops'", "train_crops=x": "not a int",
+           "train_crops=0": "train_crops=0 must be >= 1", "train_crops": "not NAME=VALUE",
+           "detector=3": "group of settings", "detector.sigma=-1": "detector.sigma='-1'",
+           "score_augmentations=0:999": "must index the 120 patches"}
+    for text, message in bad.items():
+        with pytest.raises(ValueError, match=message):
+            with_options(POLYP_SMOKE if "detector" in text or "score" in text else FRAMES_SMOKE,
+                         text, "polyp" if "detector" in text or "score" in text else "frames")
+    app = make_app("frames", preset="smoke", options="test_crops=5")
+    assert app.settings.test_crops == 5
 
 
 def test_make_app_knows_both(cache):
