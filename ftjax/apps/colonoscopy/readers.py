@@ -38,24 +38,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from PIL import Image
+
+from ftjax.data.images import MAX_PIXELS, clip, decode, image_files, natural_key
 
 FORMAT_VERSION = 1  # part of a cached data set's key: bump when what a reader returns changes
-MAX_PIXELS = 2**26  # an image declaring more pixels is refused before it is decoded
 MAX_METADATA_BYTES = 1 << 26  # a CSV or JSON file larger than this is not the dataset's
 SPLIT_BY_IMAGE = "split by image: no sequence mapping"  # what an app prints, see split_by_image
 INFORMATIVE, NON_INFORMATIVE = "informative", "non-informative"
 _FORMATS = ("TIFF", "JPEG", "PNG", "BMP")
 _SUFFIXES = frozenset({".tif", ".tiff", ".jpg", ".jpeg", ".png", ".bmp"})
-_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"})  # 8-bit
 
 
 class ColonoscopyDataError(ValueError):
@@ -93,55 +90,8 @@ class FrameRecord:
     size: tuple[int, int] | None = None
 
 
-def _clip(text: str, limit: int = 200) -> str:
-    """Text quoted from a file or a library, cut short (a hostile file can make it huge)."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _natural(stem: str) -> tuple[Any, ...]:
-    """Sort key putting "2" before "10" (the datasets number their frames)."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", stem))
-
-
-# ---------------------------------------------------------------------------------- pixels
-
-
 def _decode(path: Path, mode: str) -> np.ndarray:
-    """One 8-bit, single-page image converted to Pillow `mode`, its declared size bounded
-    before decoding.
-
-    Pillow raises many exception types on broken files (OSError, SyntaxError, struct.error,
-    IndexError, ...), so anything it raises while decoding means the file is unreadable."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path, formats=_FORMATS)
-        with image:
-            width, height = image.size
-            if width * height > MAX_PIXELS or width < 1 or height < 1:
-                raise ColonoscopyDataError(
-                    f"{path}: declared size {width}x{height} is outside 1..{MAX_PIXELS} pixels"
-                )
-            if getattr(image, "n_frames", 1) != 1:
-                raise ColonoscopyDataError(
-                    f"{path}: {image.n_frames} pages; expected a single-page image (multi-page "
-                    "files are refused)"
-                )
-            if image.mode not in _MODES:
-                raise ColonoscopyDataError(
-                    f"{path}: pixel mode {image.mode!r}; expected 8-bit grey, palette or colour "
-                    "(16-bit, 32-bit and float images are refused)"
-                )
-            return np.asarray(image.convert(mode), dtype=np.uint8)
-    except ColonoscopyDataError:
-        raise
-    except FileNotFoundError as err:
-        raise ColonoscopyDataError(f"{path}: missing image") from err
-    except Exception as err:  # see the docstring
-        raise ColonoscopyDataError(
-            f"{path}: unreadable image (expected {'/'.join(_FORMATS)}): "
-            f"{_clip(f'{type(err).__name__}: {err}')}"
-        ) from err
+    return decode(path, mode, ColonoscopyDataError, _FORMATS)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -178,20 +128,7 @@ def load_frame(record: FrameRecord) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _images(folder: Path, layout: str) -> dict[str, Path]:
-    """The image files of a folder by stem (hidden files such as macOS `._N.tif` skipped)."""
-    if not folder.is_dir():
-        raise ColonoscopyDataError(f"{folder}: missing folder (expected {layout})")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if (path.name.startswith(".") or path.suffix.lower() not in _SUFFIXES
-                or not path.is_file()):
-            continue
-        if path.stem in found:
-            raise ColonoscopyDataError(
-                f"{path}: two images with the stem {path.stem!r} ({found[path.stem].name})"
-            )
-        found[path.stem] = path
-    return found
+    return image_files(folder, _SUFFIXES, layout, ColonoscopyDataError)
 
 
 def _pairs(frames: Path, masks: Path, prefix: str, layout: str,
@@ -204,7 +141,7 @@ def _pairs(frames: Path, masks: Path, prefix: str, layout: str,
         raise ColonoscopyDataError(f"{frames}: no frames found (expected {layout})")
     labels = found if flat else _images(masks, layout)
     records = []
-    for stem in sorted(images, key=_natural):
+    for stem in sorted(images, key=natural_key):
         mask = labels.get(prefix + stem)
         if mask is None:
             raise ColonoscopyDataError(
@@ -262,7 +199,7 @@ def _csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str,
                 )
             rows.append((reader.line_num, {c: v.strip() for c, v in values.items()}))
     except csv.Error as err:
-        raise ColonoscopyDataError(f"{path}: not a CSV file ({_clip(str(err))})") from err
+        raise ColonoscopyDataError(f"{path}: not a CSV file ({clip(str(err))})") from err
     return rows
 
 
@@ -273,7 +210,7 @@ def _sequences(path: Path, records: list[FrameRecord]) -> list[FrameRecord]:
     for line, row in _csv_rows(path, ("frame", "sequence")):
         frame, seq = row["frame"], row["sequence"]
         if frame not in known:
-            raise ColonoscopyDataError(f"{path}: line {line}: unknown frame {_clip(frame)!r}")
+            raise ColonoscopyDataError(f"{path}: line {line}: unknown frame {clip(frame)!r}")
         if not seq or frame in sequence:
             raise ColonoscopyDataError(
                 f"{path}: line {line}: frame {frame!r} "
@@ -307,7 +244,7 @@ def list_asu_mayo(root: Path) -> list[FrameRecord]:
     if not root.is_dir():
         raise ColonoscopyDataError(f"{root}: missing asu-mayo folder (expected {layout})")
     videos = sorted((p for p in root.iterdir() if (p / "Frame").is_dir()),
-                    key=lambda p: _natural(p.name))
+                    key=lambda p: natural_key(p.name))
     if not videos:
         raise ColonoscopyDataError(f"{root}: no frames found (expected {layout})")
     return [r for v in videos for r in _pairs(v / "Frame", v / "GT", "", layout, v.name)]
@@ -317,7 +254,7 @@ def _number(value: Any, path: Path, what: str) -> float:
     """A finite JSON number within float precision (booleans and text are not numbers; a huge
     integer would overflow float)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) < 2**53:
-        raise ColonoscopyDataError(f"{path}: {what} is {_clip(repr(value))}; expected a number")
+        raise ColonoscopyDataError(f"{path}: {what} is {clip(repr(value))}; expected a number")
     return float(value)
 
 
@@ -337,7 +274,7 @@ def _box(item: Any, size: tuple[int, int], path: Path, image_id: str) -> Box:
     """One {label, xmin, ymin, xmax, ymax} box, non-empty and inside the image."""
     if not isinstance(item, dict) or not isinstance(item.get("label"), str):
         raise ColonoscopyDataError(
-            f"{path}: {image_id!r} box {_clip(repr(item))}; expected {{label, xmin, ymin, xmax, "
+            f"{path}: {image_id!r} box {clip(repr(item))}; expected {{label, xmin, ymin, xmax, "
             "ymax}"
         )
     x0, y0, x1, y1 = (_number(item.get(k), path, f"{image_id!r} box {k}")
@@ -348,7 +285,7 @@ def _box(item: Any, size: tuple[int, int], path: Path, image_id: str) -> Box:
             f"{path}: {image_id!r} box ({x0}, {y0}, {x1}, {y1}) is empty or outside the "
             f"{width}x{height} image"
         )
-    return Box(_clip(item["label"], 100), x0, y0, x1, y1)
+    return Box(clip(item["label"], 100), x0, y0, x1, y1)
 
 
 def _kvasir_boxes(path: Path, records: list[FrameRecord]) -> list[FrameRecord]:
@@ -356,7 +293,7 @@ def _kvasir_boxes(path: Path, records: list[FrameRecord]) -> list[FrameRecord]:
     try:
         data = json.loads(_read_text(path))
     except (ValueError, RecursionError) as err:  # ValueError: also too many digits in a number
-        raise ColonoscopyDataError(f"{path}: not JSON ({_clip(str(err))})") from err
+        raise ColonoscopyDataError(f"{path}: not JSON ({clip(str(err))})") from err
     if not isinstance(data, dict):
         raise ColonoscopyDataError(f"{path}: expected a JSON object keyed by image id")
     known = {r.frame_id for r in records}
@@ -364,7 +301,7 @@ def _kvasir_boxes(path: Path, records: list[FrameRecord]) -> list[FrameRecord]:
     missing = [r.frame_id for r in records if r.frame_id not in data]
     if unknown or missing:
         raise ColonoscopyDataError(
-            f"{path}: " + (f"unknown image id {_clip(unknown[0])!r}" if unknown
+            f"{path}: " + (f"unknown image id {clip(unknown[0])!r}" if unknown
                            else f"no entry for image {missing[0]!r}")
         )
     out = []
@@ -404,7 +341,7 @@ def _inside(root: Path, name: str, path: Path, line: int) -> Path:
     image = root / name
     if not name or Path(name).is_absolute() or ".." in Path(name).parts or not image.is_file():
         raise ColonoscopyDataError(
-            f"{path}: line {line}: image {_clip(name)!r} is not a file inside {root}"
+            f"{path}: line {line}: image {clip(name)!r} is not a file inside {root}"
         )
     return image
 
@@ -416,7 +353,7 @@ def _labels_csv(root: Path, path: Path, layout: str) -> list[FrameRecord]:
         label, video = row["label"], row["video"]
         if label not in (INFORMATIVE, NON_INFORMATIVE) or not video:
             raise ColonoscopyDataError(
-                f"{path}: line {line}: label {_clip(label)!r}, video {_clip(video)!r}; expected "
+                f"{path}: line {line}: label {clip(label)!r}, video {clip(video)!r}; expected "
                 f"{INFORMATIVE!r} or {NON_INFORMATIVE!r} and a video id"
             )
         image = _inside(root, row["image"], path, line)
@@ -434,7 +371,7 @@ def _class_folder(root: Path, name: str, layout: str) -> list[FrameRecord]:
     if not folder.is_dir():
         return []
     records = []
-    for stem, image in sorted(_images(folder, layout).items(), key=lambda i: _natural(i[0])):
+    for stem, image in sorted(_images(folder, layout).items(), key=lambda i: natural_key(i[0])):
         video = stem.rpartition("_")[0]
         if not video:
             raise ColonoscopyDataError(
