@@ -50,6 +50,10 @@ _READ_CHUNK = 256  # records decoded per data-source call when scanning a split
 Log = Callable[[str], None]
 
 
+# A record's own fields and the row an index adds: an application's info fields take others.
+RESERVED_FIELDS = ("row", "label", "case", "candidate", "augmentation", "patch", "patches")
+
+
 class DatasetError(ValueError):
     """A data set that cannot be built or read as asked (the message says which and why)."""
 
@@ -126,6 +130,10 @@ class DatasetSpec:
         every = self.train_cases + self.validation_cases + self.test_cases
         if len(set(every)) != len(every):
             raise ValueError("case ids must be unique, and no case may be in two splits")
+        taken = sorted(set(self.info_fields) & set(RESERVED_FIELDS))
+        if taken:
+            raise ValueError(f"info fields {taken} would shadow the record fields "
+                             f"{RESERVED_FIELDS}; rename them")
         if self.max_train_patches < 1 or self.patches_per_candidate < 1:
             raise ValueError("max_train_patches and patches_per_candidate must be >= 1")
         for name in ("train_augmentations", "candidate_augmentations"):
