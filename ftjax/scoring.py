@@ -138,6 +138,11 @@ class Scorer:
         self._variables = jax.device_put({"params": params}, NamedSharding(self.mesh, P()))
         self._logits = jax.jit(model.apply)
 
+    @property
+    def replicated_params(self) -> Any:
+        """The parameters, replicated over the scorer's devices (for an app's own jitted code)."""
+        return self._variables["params"]
+
     def prepare(self, patches: jax.Array) -> jax.Array:
         """uint8 NHWC patches -> the network's float input (resize + preprocessing)."""
         return prepare(patches, self.variant, self.size)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from jax import lax
 
@@ -53,6 +54,8 @@ _CONVS = {
     },
 }
 _FC_FEATURES = 4096
+POOL5 = 6  # the pool5 side fc6 takes at the variants' own input sizes (torchvision: always)
+STRIDE = 32  # conv1's stride 4 times three poolings' 2: input pixels per pool5 cell
 # The blocks whose input goes through dropout (0.5) in training. Caffe: after fc6's and fc7's ReLU,
 # i.e. before fc7 and fc8; torchvision: before the fc6 and fc7 Linear layers.
 DROPOUT_BEFORE = {"caffe": ("fc7", "fc8"), "torchvision": ("fc6", "fc7")}
@@ -235,21 +238,23 @@ def _max_pool_bwd(ceil_mode, res, g):
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
+def adaptive_pool_matrix(n: int, size: int) -> np.ndarray:
+    """PyTorch's AdaptiveAvgPool along one axis as a [size, n] matrix: bin i averages
+    [floor(i*n/size), ceil((i+1)*n/size)). A linear map, so it folds into fc6 (``ftjax.dense``)."""
+    m = np.zeros((size, n), np.float32)
+    for i in range(size):
+        lo, hi = (i * n) // size, -((-(i + 1) * n) // size)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
 def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
-    """PyTorch's AdaptiveAvgPool2d on NHWC: bin i spans [floor(i*n/size), ceil((i+1)*n/size))."""
+    """PyTorch's AdaptiveAvgPool2d on NHWC."""
     h, w = x.shape[1:3]
     if (h, w) == (size, size):
         return x
-
-    def bins(n):
-        m = [[0.0] * n for _ in range(size)]
-        for i in range(size):
-            lo, hi = (i * n) // size, -((-(i + 1) * n) // size)
-            for j in range(lo, hi):
-                m[i][j] = 1.0 / (hi - lo)
-        return jnp.asarray(m, x.dtype)
-
-    return jnp.einsum("ih,jw,nhwc->nijc", bins(h), bins(w), x)
+    return jnp.einsum("ih,jw,nhwc->nijc", jnp.asarray(adaptive_pool_matrix(h, size), x.dtype),
+                      jnp.asarray(adaptive_pool_matrix(w, size), x.dtype), x)
 
 
 class Conv(nn.Module):
@@ -303,8 +308,9 @@ class AlexNet(nn.Module):
         self.dropouts = {layer: nn.Dropout(self.dropout_rate)
                          for layer in DROPOUT_BEFORE[self.variant]}
 
-    def block(self, layer: str, x: jax.Array, train: bool) -> jax.Array:
-        """One layer of the paper with the operations that follow it."""
+    def block(self, layer: str, x: jax.Array, train: bool, adaptive: bool = True) -> jax.Array:
+        """One layer of the paper with the operations that follow it (``adaptive=False``: conv5
+        without torchvision's adaptive pooling, see :meth:`feature_map`)."""
         caffe = self.variant == "caffe"
         module = getattr(self, layer)
         if layer.startswith("conv"):
@@ -314,8 +320,8 @@ class AlexNet(nn.Module):
                 x = lrn(x)
             if spec.pool:
                 x = max_pool(x, ceil_mode=caffe)
-            if layer == "conv5" and not caffe:
-                x = adaptive_avg_pool(x, 6)
+            if layer == "conv5" and not caffe and adaptive:
+                x = adaptive_avg_pool(x, POOL5)
             return x
         if layer == "fc6":
             x = x.reshape(x.shape[0], -1)
@@ -328,6 +334,14 @@ class AlexNet(nn.Module):
                  stop: str = "fc8") -> jax.Array:
         for layer in layer_range(start, stop):
             x = self.block(layer, x, train)
+        return x
+
+    def feature_map(self, x: jax.Array) -> jax.Array:
+        """conv1..conv5 (inference) on input of any size, without adaptive pooling: pool5 cell k
+        sees the input window that starts at ``STRIDE * k``, so one pass over a large image
+        holds the pool5 maps of all its windows at that stride (``ftjax.dense``)."""
+        for layer in LAYERS[:5]:
+            x = self.block(layer, x, False, adaptive=False)
         return x
 
 
