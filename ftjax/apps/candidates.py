@@ -133,6 +133,16 @@ def with_options(settings: Any, text: str, app: str) -> Any:
     return settings
 
 
+def from_preset(cls: type, presets: Mapping[str, Any], data: str, preset: str, data_seed: int,
+                val_fraction: float, options: str) -> Any:
+    """Every candidate app's registry factory: ``cls`` on ``presets[preset]`` with the
+    ``--app_options`` applied."""
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r} for the {cls.name} app; expected "
+                         f"{tuple(presets)}")
+    return cls(data, with_options(presets[preset], options, cls.name), data_seed, val_fraction)
+
+
 def _replace_path(obj: Any, path: list[str], value: str, app: str, name: str) -> Any:
     fields = {f.name for f in dataclasses.fields(obj)}
     if path[0] not in fields:

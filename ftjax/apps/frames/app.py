@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from ftjax.apps.candidates import CandidateApp, CandidateSettings, with_options
+from ftjax.apps.candidates import CandidateApp, CandidateSettings, from_preset
 from ftjax.apps.colonoscopy.synthetic import exposure_score, laplacian_variance
 from ftjax.apps.colonoscopy.videos import Clip, SyntheticVideos, VideoSource, frame_counts
 from ftjax.apps.frames.presets import STUDY
@@ -320,8 +320,4 @@ def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
          val_fraction: float = 0.2, options: str = "") -> FramesApp:
     """The registry's factory: ``--app=frames --data=... --preset=... --data_seed=...
     --app_options=NAME=VALUE,...``."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} for the frames app; expected "
-                         f"{tuple(PRESETS)}")
-    return FramesApp(data, with_options(PRESETS[preset], options, "frames"), data_seed,
-                    val_fraction)
+    return from_preset(FramesApp, PRESETS, data, preset, data_seed, val_fraction, options)

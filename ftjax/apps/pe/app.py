@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ftjax.apps.candidates import CandidateApp, CandidateSettings, with_options
+from ftjax.apps.candidates import CandidateApp, CandidateSettings, from_preset
 from ftjax.apps.pe import readers
 from ftjax.apps.pe.ct import CTScan
 from ftjax.apps.pe.presets import STUDY
@@ -294,7 +294,4 @@ def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
          val_fraction: float = 0.2, options: str = "") -> PEApp:
     """The registry's factory: ``--app=pe --data=... --preset=... --data_seed=...
     --app_options=NAME=VALUE,...``."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} for the PE app; expected {tuple(PRESETS)}")
-    return PEApp(data, with_options(PRESETS[preset], options, "pe"), data_seed,
-                val_fraction)
+    return from_preset(PEApp, PRESETS, data, preset, data_seed, val_fraction, options)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ftjax.apps.candidates import CandidateApp, CandidateSettings, with_options
+from ftjax.apps.candidates import CandidateApp, CandidateSettings, from_preset
 from ftjax.apps.colonoscopy import readers
 from ftjax.apps.colonoscopy.videos import Clip, SyntheticVideos, VideoSource
 from ftjax.apps.polyp.detector import DetectorConfig, detect, pixels
@@ -320,8 +320,4 @@ def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
          val_fraction: float = 0.2, options: str = "") -> PolypApp:
     """The registry's factory: ``--app=polyp --data=... --preset=... --data_seed=...
     --app_options=NAME=VALUE,...``."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} for the polyp app; expected "
-                         f"{tuple(PRESETS)}")
-    return PolypApp(data, with_options(PRESETS[preset], options, "polyp"), data_seed,
-                   val_fraction)
+    return from_preset(PolypApp, PRESETS, data, preset, data_seed, val_fraction, options)
