@@ -44,14 +44,6 @@ RUN = dict(tune_from="scratch", weights="random", input_size=67, batch_size=16, 
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        root = tmp_path_factory.mktemp("ftjax_cache")
-        mp.setenv("FTJAX_CACHE", str(root))
-        yield root
-
-
-@pytest.fixture(scope="module")
 def polyp(cache):
     app = PolypApp(settings=TINY_POLYP, data_seed=SEED, log=None)
     app.dataset()

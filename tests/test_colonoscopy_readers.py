@@ -8,9 +8,9 @@ the frame's size); it is refused when the mutation leaves no valid input, answer
 READ_TIMEOUT_S and writes nothing.
 
 Inputs per family (examples drawn, distinct inputs read; each family asserts >= MIN_INPUTS):
-  TIFF frames and masks (CVC-ClinicDB)       90 drawn, 76 distinct
+  TIFF frames and masks (CVC-ClinicDB)       90 drawn, 81 distinct
   JPEG frames and masks (Kvasir-SEG)         70 drawn, 63 distinct
-  Kvasir-SEG box JSON                        60 drawn, 54 distinct
+  Kvasir-SEG box JSON                        60 drawn, 59 distinct
   labels.csv and the CVC sequence CSV        70 drawn, 64 distinct
 """
 
@@ -22,21 +22,19 @@ import hashlib
 import io
 import json
 import math
-import re
 import shutil
 import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pytest
 import tifffile
-from hypothesis import HealthCheck, Phase, given, settings
+from fuzz_support import DAMAGES, damaged, encode, image_mutation, refused, tiff_lies, write
 from hypothesis import strategies as st
 from PIL import Image
-from reading_child import ReadingChild, serve_reads, snapshot
+from reading_child import MIN_INPUTS, Case, child_fixture, fuzz
 
 from ftjax.apps.colonoscopy.readers import (
     DATASETS,
@@ -69,38 +67,21 @@ def _mask(seed: int, h: int = H, w: int = W) -> np.ndarray:
     return ((y - 11 - seed % 3) / 7.5) ** 2 + ((x - 15 - seed % 4) / 9.5) ** 2 <= 1
 
 
-def _encode(array: np.ndarray, suffix: str) -> bytes:
-    """An array in a file format: TIFF with tifffile, the others with Pillow."""
-    out = io.BytesIO()
-    if suffix == ".tif":
-        tifffile.imwrite(out, array)
-    else:
-        Image.fromarray(array).save(out, format=Image.registered_extensions()[suffix])
-    return out.getvalue()
-
-
-def _write(path: Path, content: bytes | np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = content if isinstance(content, bytes) else _encode(content, path.suffix)
-    path.write_bytes(data)
-    return path
-
-
 def _grey(mask: np.ndarray) -> np.ndarray:
     return mask.astype(np.uint8) * 255
 
 
 def _pair(root: Path, frame: str, mask: str, seed: int, channels: int = 1) -> None:
     """A frame and its mask (grey, or RGB with `channels=3` as Kvasir-SEG ships them)."""
-    _write(root / frame, _rgb(seed))
+    write(root / frame, _rgb(seed))
     grey = _grey(_mask(seed))
-    _write(root / mask, grey if channels == 1 else np.repeat(grey[..., None], channels, 2))
+    write(root / mask, grey if channels == 1 else np.repeat(grey[..., None], channels, 2))
 
 
 def _csv(path: Path, rows: list[list[Any]]) -> Path:
     out = io.StringIO()
     csv.writer(out).writerows(rows)
-    return _write(path, out.getvalue().encode())
+    return write(path, out.getvalue().encode())
 
 
 def _cvc(root: Path, ids=("1", "2", "10")) -> Path:
@@ -120,14 +101,14 @@ def _kvasir(root: Path, ids=("cju0a", "cju0b"), boxes: Any = True) -> Path:
     if boxes is True:
         boxes = {name: _kvasir_entry() for name in ids}
     if boxes is not None:
-        _write(root / "kavsir_bboxes.json", json.dumps(boxes).encode())
+        write(root / "kavsir_bboxes.json", json.dumps(boxes).encode())
     return root
 
 
 def _folder(root: Path) -> Path:
     for i, name in enumerate(("informative/v1_1.jpg", "informative/v2_7.jpg",
                               "non-informative/v1_2.jpg", "non-informative/v_x_3.jpg")):
-        _write(root / name, _rgb(i))
+        write(root / name, _rgb(i))
     return root
 
 
@@ -240,19 +221,13 @@ def test_pixel_modes_become_rgb(tmp_path, mode):
 
 
 def test_masks_of_zero_and_one_are_read_as_binary(tmp_path):
-    path = _write(tmp_path / "m.png", _mask(0).astype(np.uint8))
+    path = write(tmp_path / "m.png", _mask(0).astype(np.uint8))
     np.testing.assert_array_equal(read_mask(path), _mask(0))
 
 
 # ---------------------------------------------------------------------------- bad inputs
 
-
-def _refused(call, path: Path, pattern: str) -> None:
-    with pytest.raises(ColonoscopyDataError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message and message.startswith(str(path)), message
-    assert re.search(pattern, message), message
+_refused = functools.partial(refused, ColonoscopyDataError)  # one line that names the file
 
 
 def _png_header(w: int, h: int) -> bytes:
@@ -266,16 +241,16 @@ def _png_header(w: int, h: int) -> bytes:
 
 _SIDE = math.isqrt(MAX_PIXELS) + 1  # a square of this side is just over the bound
 BAD_IMAGES = {  # name -> (content, message pattern)
-    "truncated": (lambda: _encode(_rgb(0), ".tif")[:300], "unreadable image"),
+    "truncated": (lambda: encode(_rgb(0), ".tif")[:300], "unreadable image"),
     "random bytes": (lambda: np.random.default_rng(0).bytes(500), "unreadable image"),
     "not an image": (lambda: b"Original,Ground Truth\n1,2\n", "unreadable image"),
     "empty": (lambda: b"", "unreadable image"),
     "bomb under PIL's limit": (lambda: _png_header(_SIDE, _SIDE),
                                f"declared size {_SIDE}x{_SIDE}"),
     "bomb over PIL's limit": (lambda: _png_header(20000, 20000), "unreadable image"),
-    "16-bit": (lambda: _encode(np.zeros((H, W), np.uint16), ".tif"), "mode 'I;16'"),
-    "float": (lambda: _encode(np.zeros((H, W), np.float32), ".tif"), "mode 'F'"),
-    "multi-page": (lambda: _encode(np.stack([_grey(_mask(0))] * 2), ".tif"), "2 pages"),
+    "16-bit": (lambda: encode(np.zeros((H, W), np.uint16), ".tif"), "mode 'I;16'"),
+    "float": (lambda: encode(np.zeros((H, W), np.float32), ".tif"), "mode 'F'"),
+    "multi-page": (lambda: encode(np.stack([_grey(_mask(0))] * 2), ".tif"), "2 pages"),
     "eps is never decoded": (lambda: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n",
                              "unreadable image"),
 }
@@ -285,13 +260,13 @@ BAD_IMAGES = {  # name -> (content, message pattern)
 @pytest.mark.parametrize("name", list(BAD_IMAGES))
 def test_bad_frames_and_masks_name_the_file(tmp_path, which, name):
     content, pattern = BAD_IMAGES[name]
-    path = _write(_cvc(tmp_path) / which / "2.tif", content())
+    path = write(_cvc(tmp_path) / which / "2.tif", content())
     records = list_frames("cvc-clinicdb", tmp_path)
     _refused(lambda: load_frame(records[1]), path, pattern)
 
 
 def test_mask_of_another_size(tmp_path):
-    path = _write(_cvc(tmp_path) / "Ground Truth" / "1.tif", _grey(_mask(0, H, W + 1)))
+    path = write(_cvc(tmp_path) / "Ground Truth" / "1.tif", _grey(_mask(0, H, W + 1)))
     _refused(lambda: load_frame(list_frames("cvc-clinicdb", tmp_path)[0]), path,
              "mask size 24x33 differs from frame")
 
@@ -309,7 +284,7 @@ def _listing_cases() -> dict[str, tuple[str, Any, str, str]]:
                                                  "cju0b": _kvasir_entry()})
 
     def raw_json(data):
-        return lambda root: _write(_kvasir(root, boxes=None) / "kavsir_bboxes.json", data)
+        return lambda root: write(_kvasir(root, boxes=None) / "kavsir_bboxes.json", data)
 
     def labels(*rows):
         return lambda root: (_folder(root), _csv(root / "labels.csv", list(rows)))
@@ -329,14 +304,14 @@ def _listing_cases() -> dict[str, tuple[str, Any, str, str]]:
         "frame without mask": ("cvc-clinicdb", lambda root: (
             _cvc(root / "nowhere"), (root / "nowhere/Ground Truth/2.tif").unlink()),
             "nowhere/Original/2.tif", "frame without a mask"),
-        "etis frame without mask": ("etis-larib", lambda root: _write(
+        "etis frame without mask": ("etis-larib", lambda root: write(
             root / "nowhere" / "3.tif", _rgb(0)), "nowhere/3.tif", "without a mask .*p3"),
-        "two images, one stem": ("kvasir-seg", lambda root: _write(
+        "two images, one stem": ("kvasir-seg", lambda root: write(
             _kvasir(root / "nowhere", boxes=None) / "images" / "cju0a.png", _rgb(0)),
             "nowhere/images/cju0a", "two images"),
         "one class": ("folder", lambda root: shutil.rmtree(
             _folder(root / "nowhere") / "non-informative"), "nowhere", "only informative"),
-        "no video in name": ("folder", lambda root: _write(
+        "no video in name": ("folder", lambda root: write(
             _folder(root / "nowhere") / "informative" / "frame.jpg", _rgb(0)),
             "nowhere/informative/frame.jpg", "no video id"),
         "labels missing column": ("folder", labels(["image", "label"]), "labels.csv",
@@ -353,7 +328,7 @@ def _listing_cases() -> dict[str, tuple[str, Any, str, str]]:
                                  "labels.csv", "not a file inside"),
         "labels short row": ("folder", labels(header, ["informative/v1_1.jpg"]), "labels.csv",
                              "fewer than 3 fields"),
-        "labels not utf-8": ("folder", lambda root: (_folder(root), _write(
+        "labels not utf-8": ("folder", lambda root: (_folder(root), write(
             root / "labels.csv", b"image,video,label\n\xff\xfe,\x00,\n")), "labels.csv",
             "not UTF-8"),
         "sequences unknown frame": ("cvc-clinicdb", sequences(["frame", "sequence"], ["7", "a"]),
@@ -416,8 +391,6 @@ def test_unknown_dataset_and_misplaced_sequences(tmp_path):
 
 # ------------------------------------------------------------------------------------- fuzz
 
-READ_TIMEOUT_S = 5.0  # every read takes milliseconds; this only turns a hang into a failure
-MIN_INPUTS = 30
 _SEQUENCE_CSV = {"cvc-clinicdb": "s.csv"}  # dataset -> the sequence CSV its fuzz cases hold
 
 
@@ -435,121 +408,7 @@ def _read(dataset: str, folder: Path) -> list[tuple[Any, ...]]:
     return out
 
 
-def _serve(conn: Any) -> None:
-    """The child: read each (dataset, folder) the parent sends and answer with the outcome."""
-    serve_reads(conn, _read, ColonoscopyDataError)
-
-
-@pytest.fixture(scope="module")
-def child():
-    reader = ReadingChild(_serve, READ_TIMEOUT_S)
-    yield reader
-    reader.close()
-
-
-@dataclass(frozen=True)
-class Case:
-    """One input: a case folder's files, what was done to them and what must happen."""
-
-    dataset: str
-    what: str
-    files: dict[str, bytes]  # path in the case folder -> content
-    expect: Literal["refuse", "either"] = "either"
-
-    def __repr__(self) -> str:  # hypothesis prints failing examples: the mutation, not bytes
-        return f"Case({self.dataset} {self.what}; expect={self.expect})"
-
-    def digest(self) -> str:
-        return hashlib.sha256(repr(sorted(self.files.items())).encode()).hexdigest()
-
-
-def _read_case(child: ReadingChild, folder: Path, case: Case) -> None:
-    """Write the case into a fresh folder, read it in the child and hold it to the contract."""
-    shutil.rmtree(folder, ignore_errors=True)
-    for name, content in case.files.items():
-        _write(folder / name, content)
-    before = snapshot(folder)
-    outcome, detail = child.read(case.dataset, folder)
-    assert snapshot(folder) == before, f"{case!r}: the reader changed the case folder"
-    assert outcome in ("ok", "ColonoscopyDataError"), f"{case!r}: {outcome}: {detail}"
-    if outcome == "ok":
-        assert case.expect != "refuse", f"{case!r}: accepted"
-        assert detail and all(frame[0] for frame in detail), f"{case!r}: accepted {detail}"
-    else:
-        assert "\n" not in detail and detail.startswith(str(folder)), f"{case!r}: {detail}"
-
-
-def _fuzz(child: ReadingChild, folder: Path, cases: st.SearchStrategy[Case], examples: int) -> int:
-    """Run `examples` derandomized cases of one family; the number of distinct inputs read."""
-    seen: set[str] = set()
-
-    @settings(derandomize=True, max_examples=examples, deadline=None, database=None,
-              phases=(Phase.explicit, Phase.generate),  # a hang must not be shrunk for minutes
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(case=cases)
-    def run(case: Case) -> None:
-        seen.add(case.digest())
-        _read_case(child, folder, case)
-
-    run()
-    return len(seen)
-
-
-@st.composite
-def _flips(draw: st.DrawFn, data: bytes, end: int | None = None) -> bytes:
-    """`data` with 1 to 8 bits flipped before byte offset `end`."""
-    out = bytearray(data)
-    end = min(len(data), end or len(data))
-    for p in draw(st.lists(st.integers(0, 8 * end - 1), min_size=1, max_size=8)):
-        out[p // 8] ^= 1 << (p % 8)
-    return bytes(out)
-
-
-_INTERESTING = (0, 1, 2, 3, 4, 8, 16, 255, 256, 32767, 65535, 2**31 - 1, 2**32 - 1)
-
-
-@st.composite
-def _image_mutation(draw: st.DrawFn, data: bytes, lies: dict[str, tuple[int, int, str]],
-                    other_size: bytes) -> tuple[str, bytes, bool]:
-    """(what, mutated bytes, must be refused) for one image file; `lies` names header fields
-    by (offset, width in bytes, struct byte order)."""
-    kind = draw(st.sampled_from(("truncate", "flip header", "flip", "random", "lie",
-                                 "other size", "empty")))
-    if kind == "truncate":
-        cut = draw(st.integers(0, len(data) // 2))
-        return f"truncated to {cut} bytes", data[:cut], True
-    if kind == "flip header":
-        return "bits flipped in the first 200 bytes", draw(_flips(data, 200)), False
-    if kind == "flip":
-        return "bits flipped", draw(_flips(data)), False
-    if kind == "random":
-        size = draw(st.integers(1, 2000))
-        return f"{size} random bytes", draw(st.binary(min_size=size, max_size=size)), False
-    if kind == "lie":
-        field = draw(st.sampled_from(sorted(lies)))
-        offset, width, order = lies[field]
-        value = draw(st.sampled_from(_INTERESTING)) % (1 << (8 * width))
-        packed = value.to_bytes(width, "little" if order == "<" else "big")
-        return f"{field} = {value}", data[:offset] + packed + data[offset + width:], False
-    if kind == "other size":
-        return "mask of another size", other_size, True
-    return "empty file", b"", True
-
-
-def _tiff_lies(data: bytes) -> dict[str, tuple[int, int, str]]:
-    """The first IFD's tag values of a little-endian classic TIFF: tag -> (offset, width)."""
-    ifd = struct.unpack_from("<I", data, 4)[0]
-    count = struct.unpack_from("<H", data, ifd)[0]
-    names = {256: "ImageWidth", 257: "ImageLength", 258: "BitsPerSample", 259: "Compression",
-             262: "Photometric", 273: "StripOffsets", 277: "SamplesPerPixel",
-             278: "RowsPerStrip", 279: "StripByteCounts", 284: "PlanarConfig"}
-    lies = {"IFD offset": (4, 4, "<"), "IFD entry count": (ifd, 2, "<")}
-    for i in range(count):
-        tag, kind = struct.unpack_from("<HH", data, ifd + 2 + 12 * i)
-        if tag in names:
-            lies[names[tag]] = (ifd + 10 + 12 * i, 2 if kind == 3 else 4, "<")
-            lies[names[tag] + " count"] = (ifd + 6 + 12 * i, 4, "<")
-    return lies
+child = child_fixture(_read, ColonoscopyDataError)
 
 
 def _jpeg_lies(data: bytes) -> dict[str, tuple[int, int, str]]:
@@ -562,9 +421,9 @@ def _jpeg_lies(data: bytes) -> dict[str, tuple[int, int, str]]:
 
 @functools.cache
 def _tiff_base() -> dict[str, bytes]:
-    files = {f"{folder}/{i}.tif": _encode(array, ".tif") for i in (1, 2)
+    files = {f"{folder}/{i}.tif": encode(array, ".tif") for i in (1, 2)
              for folder, array in (("Original", _rgb(i)), ("Ground Truth", _grey(_mask(i))))}
-    files["Original/3.tif"] = _encode(_rgb(3), ".tif")
+    files["Original/3.tif"] = encode(_rgb(3), ".tif")
     out = io.BytesIO()
     tifffile.imwrite(out, _grey(_mask(3)), compression="zlib")  # a compressed mask too
     files["Ground Truth/3.tif"] = out.getvalue()
@@ -574,7 +433,7 @@ def _tiff_base() -> dict[str, bytes]:
 
 @functools.cache
 def _jpeg_base() -> dict[str, bytes]:
-    return {f"{folder}/{i}.jpg": _encode(array, ".jpg") for i in (1, 2)
+    return {f"{folder}/{i}.jpg": encode(array, ".jpg") for i in (1, 2)
             for folder, array in (("images", _rgb(i)), ("masks", _grey(_mask(i))))}
 
 
@@ -584,7 +443,8 @@ def _image_cases(dataset: str, base: dict[str, bytes], lies: Any,
     def cases(draw: st.DrawFn) -> Case:
         files = dict(base)
         name = draw(st.sampled_from(sorted(n for n in files if not n.endswith(".csv"))))
-        what, files[name], refuse = draw(_image_mutation(files[name], lies(files[name]), other))
+        what, files[name], refuse = draw(image_mutation(files[name], lies(files[name]),
+                                                        ("mask of another size", other)))
         refuse = refuse and (what != "mask of another size" or not name.startswith(
             ("Original", "images")))  # a frame of another size has a mask that mismatches it
         return Case(dataset, f"{name}: {what}", files, "refuse" if refuse else "either")
@@ -592,15 +452,15 @@ def _image_cases(dataset: str, base: dict[str, bytes], lies: Any,
 
 
 def test_fuzz_tiff_frames_and_masks(child, tmp_path):
-    cases = _image_cases("cvc-clinicdb", _tiff_base(), _tiff_lies,
-                         _encode(_grey(_mask(0, H + 2, W)), ".tif"))
-    assert _fuzz(child, tmp_path / "case", cases, 90) >= MIN_INPUTS
+    cases = _image_cases("cvc-clinicdb", _tiff_base(), tiff_lies,
+                         encode(_grey(_mask(0, H + 2, W)), ".tif"))
+    assert fuzz(child, tmp_path / "case", cases, 90) >= MIN_INPUTS
 
 
 def test_fuzz_jpeg_frames_and_masks(child, tmp_path):
     cases = _image_cases("kvasir-seg", _jpeg_base(), _jpeg_lies,
-                         _encode(_grey(_mask(0, H, W - 3)), ".jpg"))
-    assert _fuzz(child, tmp_path / "case", cases, 70) >= MIN_INPUTS
+                         encode(_grey(_mask(0, H, W - 3)), ".jpg"))
+    assert fuzz(child, tmp_path / "case", cases, 70) >= MIN_INPUTS
 
 
 _JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
@@ -616,11 +476,9 @@ def _json_cases(draw: st.DrawFn) -> Case:
     entries = {i: _kvasir_entry() for i in ("1", "2")}
     text = json.dumps(entries).encode()
     kind = draw(st.sampled_from(("truncate", "flip", "field", "drop", "id")))
-    if kind == "truncate":
-        cut = draw(st.integers(0, len(text) - 1))
-        what, text, expect = f"truncated to {cut} bytes", text[:cut], "refuse"
-    elif kind == "flip":
-        what, text, expect = "bits flipped", draw(_flips(text)), "either"
+    if kind in DAMAGES:
+        what, text = draw(damaged(text, kind))
+        expect = "refuse" if kind == "truncate" else "either"
     else:
         image = draw(st.sampled_from(("1", "2")))
         field = draw(st.sampled_from(("height", "width", "bbox", "label", "xmin", "ymin",
@@ -643,12 +501,12 @@ def _json_cases(draw: st.DrawFn) -> Case:
 
 
 def test_fuzz_kvasir_box_json(child, tmp_path):
-    assert _fuzz(child, tmp_path / "case", _json_cases(), 60) >= MIN_INPUTS
+    assert fuzz(child, tmp_path / "case", _json_cases(), 60) >= MIN_INPUTS
 
 
 @functools.cache
 def _folder_base() -> dict[str, bytes]:
-    return {name: _encode(_rgb(i), ".jpg") for i, name in enumerate(
+    return {name: encode(_rgb(i), ".jpg") for i, name in enumerate(
         ("informative/a_1.jpg", "non-informative/a_2.jpg", "informative/b_1.jpg"))}
 
 
@@ -666,13 +524,8 @@ def _csv_cases(draw: st.DrawFn) -> Case:
     kind = draw(st.sampled_from(("truncate", "flip", "cell", "drop column", "random")))
     lines = [line.split(",") for line in text.splitlines()]
     expect = "either"
-    if kind == "truncate":
-        cut = draw(st.integers(0, len(text) - 1))
-        what, data = f"truncated to {cut}", text[:cut].encode()
-    elif kind == "flip":
-        what, data = "bits flipped", draw(_flips(text.encode()))
-    elif kind == "random":
-        what, data = "random bytes", draw(st.binary(min_size=1, max_size=300))
+    if kind in DAMAGES:
+        what, data = draw(damaged(text.encode(), kind, random_size=(1, 300)))
     else:
         column = draw(st.integers(0, len(lines[0]) - 1))
         if kind == "cell":
@@ -691,4 +544,4 @@ def _csv_cases(draw: st.DrawFn) -> Case:
 
 
 def test_fuzz_csv_metadata(child, tmp_path):
-    assert _fuzz(child, tmp_path / "case", _csv_cases(), 70) >= MIN_INPUTS
+    assert fuzz(child, tmp_path / "case", _csv_cases(), 70) >= MIN_INPUTS

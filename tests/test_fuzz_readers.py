@@ -13,9 +13,9 @@ stalling the suite, and a crash kills the child instead of the test run. Each re
   - answer within READ_TIMEOUT_S and write nothing (the case folder is unchanged).
 
 Inputs per family (distinct mutated cases actually read; each family asserts >= MIN_INPUTS):
-  nrrd   400 examples drawn, 372 distinct (3 encodings/types x image or mask x 19 mutations)
-  dicom  250 examples drawn, 179 distinct (4 slices x 12 mutations, many per tag and value)
-  mat    250 examples drawn, 233 distinct (plain or compressed x 10 mutations)
+  nrrd   400 examples drawn, 380 distinct (3 encodings/types x image or mask x 19 mutations)
+  dicom  250 examples drawn, 194 distinct (4 slices x 12 mutations, many per tag and value)
+  mat    250 examples drawn, 232 distinct (plain or compressed x 10 mutations)
 """
 
 from __future__ import annotations
@@ -26,32 +26,29 @@ import hashlib
 import io
 import math
 import re
-import shutil
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
 import scipy.io
 import scipy.sparse
-from hypothesis import HealthCheck, Phase, given, settings
+from fuzz_support import damaged, flips
 from hypothesis import strategies as st
-from reading_child import ReadingChild, serve_reads, snapshot
+from reading_child import MIN_INPUTS, Case, ReadingChild, child_fixture, fuzz, read_case
 from test_pe_readers import NORMAL, _volume_xyz, _write_cadpe, _write_fumpe, _write_slice
 
 from ftjax.apps.pe.ct import CTDataError, CTScan
 from ftjax.apps.pe.readers import FORMAT_VERSION, PEDataError, load_case, read_fumpe_mask
 
-READ_TIMEOUT_S = 5.0  # every read here takes milliseconds; this only turns a hang into a failure
-MIN_INPUTS = 30
-
 # ------------------------------------------------------------------------ the reading child
 
-_READERS = {  # family -> how the child reads a case folder
+_READERS = {  # family -> how the child reads a case folder (its base: "family" or "family:...")
     "nrrd": lambda folder: load_case("cadpe", folder, "1"),
     "dicom": lambda folder: load_case("fumpe", folder, "P"),
     "mat": lambda folder: read_fumpe_mask(folder / "GroundTruth" / "P.mat"),
@@ -85,21 +82,12 @@ def _summary(result: Any) -> dict[str, Any]:
     return {"problems": _problems(result), "digest": digest.hexdigest(), "spacing": spacing}
 
 
-def _read_summary(family: str, folder: Path) -> dict[str, Any]:
-    return _summary(_READERS[family](folder))
+def _read_summary(base: str, folder: Path) -> dict[str, Any]:
+    """What the child does: read a case folder of `base` with its family's reader."""
+    return _summary(_READERS[base.partition(":")[0]](folder))
 
 
-def _serve(conn: Any) -> None:
-    """The child: read each (family, folder) the parent sends and answer with the outcome (it
-    runs until the parent kills it)."""
-    serve_reads(conn, _read_summary, PEDataError)
-
-
-@pytest.fixture(scope="module")
-def child():
-    reader = ReadingChild(_serve, READ_TIMEOUT_S)
-    yield reader
-    reader.close()
+child = child_fixture(_read_summary, PEDataError)
 
 
 @pytest.fixture(scope="module")
@@ -111,89 +99,52 @@ def workdir(tmp_path_factory):
 
 
 @dataclass(frozen=True)
-class Case:
-    """One input: a case folder's files, what was done to them and what must happen."""
+class PECase(Case):
+    """A case whose `kind` is the unmutated case it came from (a key of _BASES, for `same`)."""
 
-    base: str  # the unmutated case it came from (for `same`)
-    what: str
-    files: dict[str, bytes]  # path in the case folder -> content
-    expect: Literal["refuse", "accept", "either"] = "either"
     same: bool = False  # if accepted, the result equals the unmutated one
     spacing: tuple[float, float, float] | None = None  # if accepted, the scan's spacing
 
     def __repr__(self) -> str:  # hypothesis prints failing examples: the mutation, not bytes
-        return f"Case({self.base}: {self.what}; expect={self.expect}, same={self.same})"
-
-    def digest(self) -> str:
-        return hashlib.sha256(repr(sorted(self.files.items())).encode()).hexdigest()
+        return f"Case({self.kind}: {self.what}; expect={self.expect}, same={self.same})"
 
 
-def _read_case(child: ReadingChild, workdir: Path, family: str, case: Case) -> tuple[str, Any]:
-    """Write the case into a fresh folder, read it in the child and hold it to the contract."""
-    folder = workdir / "case"
-    shutil.rmtree(folder, ignore_errors=True)
-    for name, content in case.files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(content)
-    before = snapshot(folder)
-    outcome, detail = child.read(family, folder)
-    assert snapshot(folder) == before, f"{case!r}: the reader changed the case folder"
-    assert outcome in ("ok", "PEDataError"), f"{case!r}: {outcome}: {detail}"
-    if outcome == "PEDataError":
-        assert case.expect != "accept", f"{case!r}: refused a valid file: {detail}"
-        assert "\n" not in detail and detail.startswith(str(folder)), f"{case!r}: {detail}"
-        return outcome, detail
-    assert case.expect != "refuse", f"{case!r}: accepted"
-    assert not detail["problems"], f"{case!r}: accepted with {detail['problems']}"
-    if case.same:
-        assert detail["digest"] == _unmutated_digest(child, workdir, family, case.base), (
-            f"{case!r}: accepted with a result that differs from the unmutated file's"
-        )
-    if case.spacing is not None:
-        np.testing.assert_allclose(detail["spacing"], case.spacing, rtol=1e-6, err_msg=repr(case))
-    return outcome, detail
+def _accepted(child: ReadingChild, workdir: Path) -> Callable[[PECase, dict[str, Any]], None]:
+    """What an accepted read must be: sane, the unmutated result when `same`, and the case's
+    spacing when it has one."""
+
+    def check(case: PECase, detail: dict[str, Any]) -> None:
+        assert not detail["problems"], f"{case!r}: accepted with {detail['problems']}"
+        if case.same:
+            assert detail["digest"] == _unmutated_digest(child, workdir, case.kind), (
+                f"{case!r}: accepted with a result that differs from the unmutated file's"
+            )
+        if case.spacing is not None:
+            np.testing.assert_allclose(detail["spacing"], case.spacing, rtol=1e-6,
+                                       err_msg=repr(case))
+
+    return check
+
+
+def _read_case(child: ReadingChild, workdir: Path, case: PECase) -> tuple[str, Any]:
+    """`read_case` in the work folder, an accepted read held to `_accepted`."""
+    return read_case(child, workdir / "case", case, _accepted(child, workdir))
+
+
+def _fuzz(child: ReadingChild, workdir: Path, cases: st.SearchStrategy[PECase],
+          examples: int) -> int:
+    """`fuzz` in the work folder, an accepted read held to `_accepted`."""
+    return fuzz(child, workdir / "case", cases, examples, _accepted(child, workdir))
 
 
 _DIGESTS: dict[str, str] = {}  # base -> digest of its (unmutated) result
 
 
-def _unmutated_digest(child: ReadingChild, workdir: Path, family: str, base: str) -> str:
+def _unmutated_digest(child: ReadingChild, workdir: Path, base: str) -> str:
     if base not in _DIGESTS:
-        unmutated = Case(base, "unmutated", _BASES[base](), "accept")
-        _DIGESTS[base] = _read_case(child, workdir, family, unmutated)[1]["digest"]
+        unmutated = PECase(base, "unmutated", _BASES[base](), "accept")
+        _DIGESTS[base] = _read_case(child, workdir, unmutated)[1]["digest"]
     return _DIGESTS[base]
-
-
-def _fuzz(child: ReadingChild, workdir: Path, family: str, cases: st.SearchStrategy[Case],
-          examples: int) -> int:
-    """Run `examples` derandomized cases of one family; the number of distinct inputs read."""
-    seen: set[str] = set()
-
-    @settings(derandomize=True, max_examples=examples, deadline=None, database=None,
-              phases=(Phase.explicit, Phase.generate),  # a hang must not be shrunk for minutes
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(case=cases)
-    def run(case: Case) -> None:
-        seen.add(case.digest())
-        _read_case(child, workdir, family, case)
-
-    run()
-    return len(seen)
-
-
-def _flip(data: bytes, positions: list[int]) -> bytes:
-    out = bytearray(data)
-    for p in positions:
-        out[p // 8] ^= 1 << (p % 8)
-    return bytes(out)
-
-
-@st.composite
-def _flips(draw: st.DrawFn, data: bytes, start: int = 0, end: int | None = None) -> bytes:
-    """`data` with 1 to 8 bits flipped between byte offsets start and end."""
-    end = len(data) if end is None else end
-    return _flip(data, draw(st.lists(st.integers(8 * start, 8 * end - 1), min_size=1,
-                                     max_size=8)))
 
 
 # ------------------------------------------------------------------------------------ NRRD
@@ -309,7 +260,7 @@ def _nrrd_lie(draw: st.DrawFn, variant: str, name: str, field: str) -> tuple[byt
 
 
 @st.composite
-def nrrd_cases(draw: st.DrawFn) -> Case:
+def nrrd_cases(draw: st.DrawFn) -> PECase:
     variant = draw(st.sampled_from(sorted(NRRD_VARIANTS)))
     files = dict(_nrrd_base(variant))
     name = draw(st.sampled_from([IMAGE, MASK]))
@@ -338,28 +289,27 @@ def nrrd_cases(draw: st.DrawFn) -> Case:
         line = draw(st.sampled_from([line for line in lines[1:] if not line.startswith(b"#")]))
         data, what = b"\n".join([*lines, line, b"", body]), f"duplicate {line!r}"
     elif how == "truncate":
-        cut = draw(st.integers(0, len(data) - 1))
-        data, what = data[:cut], f"truncate to {cut} of {len(data)} bytes"
+        what, data = draw(damaged(data, how))
     elif how == "append":  # raw data must fill the file; compressed data must end it
         data += draw(st.binary(min_size=1, max_size=64))
     elif how == "flip body":
-        data = draw(_flips(data, body_at))
+        data = draw(flips(data, body_at))
         # Raw integers have no checksum and any bit pattern is a value: still a valid file.
         # Raw floats may become NaN (refused); gzip's CRC must catch a flip or it was harmless.
         rules = ({"expect": "accept"} if encoding == "raw" and (name == MASK or dtype == np.int16)
                  else {"expect": "either", "same": encoding != "raw"})
     elif how == "flip":
-        data, rules = draw(_flips(data)), {"expect": "either"}
+        data, rules = draw(flips(data)), {"expect": "either"}
     elif how == "random":
         data = draw(st.sampled_from([b"", b"NRRD0004\n"])) + draw(st.binary(max_size=400))
     else:
         rules = {"expect": "accept", "same": True}
     files[name] = data
-    return Case(f"nrrd:{variant}", f"{name}: {what}", files, **rules)
+    return PECase(f"nrrd:{variant}", f"{name}: {what}", files, **rules)
 
 
 def test_fuzz_nrrd(child, workdir):
-    assert _fuzz(child, workdir, "nrrd", nrrd_cases(), 400) >= MIN_INPUTS
+    assert _fuzz(child, workdir, nrrd_cases(), 400) >= MIN_INPUTS
 
 
 # ----------------------------------------------------------------------------------- DICOM
@@ -424,7 +374,7 @@ _BAD_VALUES = {  # keyword -> values that break it (wrong count, not numbers, ou
 
 
 @st.composite
-def dicom_cases(draw: st.DrawFn) -> Case:
+def dicom_cases(draw: st.DrawFn) -> PECase:
     files = dict(_dicom_base())
     name, other = draw(st.lists(st.sampled_from(SLICE_NAMES), min_size=2, max_size=2,
                                 unique=True))
@@ -457,16 +407,15 @@ def dicom_cases(draw: st.DrawFn) -> Case:
         value = pixels[:change] if change < 0 else pixels + bytes(change)
         data, what = _with_value(data, "PixelData", value), f"pixel data {change:+d} bytes"
     elif how == "truncate":
-        cut = draw(st.integers(0, len(data) - 1))
-        data, what = data[:cut], f"truncate to {cut} of {len(data)} bytes"
+        what, data = draw(damaged(data, how))
     elif how == "random":
         data = draw(st.binary(max_size=400))
     elif how == "flip":
-        data, rules = draw(_flips(data)), {}
+        data, rules = draw(flips(data)), {}
     elif how == "flip pixels":  # uint16 pixels have no checksum: every pattern is valid
         pixels = _value(data, "PixelData")
         at = data.rindex(pixels)
-        data, rules = draw(_flips(data, at, at + len(pixels))), {"expect": "accept"}
+        data, rules = draw(flips(data, at, at + len(pixels))), {"expect": "accept"}
     elif how == "extra file":
         extra = draw(st.sampled_from(["notes.txt", ".DS_Store", "DICOMDIR"]))
         files[f"CT_scans/P/{extra}"] = draw(st.binary(max_size=64))
@@ -477,11 +426,11 @@ def dicom_cases(draw: st.DrawFn) -> Case:
     else:
         rules = {"expect": "accept", "same": True}
     files[name] = data
-    return Case("dicom", f"{name}: {what}", files, **rules)
+    return PECase("dicom", f"{name}: {what}", files, **rules)
 
 
 def test_fuzz_dicom(child, workdir):
-    assert _fuzz(child, workdir, "dicom", dicom_cases(), 250) >= MIN_INPUTS
+    assert _fuzz(child, workdir, dicom_cases(), 250) >= MIN_INPUTS
 
 
 # ------------------------------------------------------------------------------------ .mat
@@ -530,7 +479,7 @@ _GOOD_MASKS = {  # what -> (a valid 'Mask' value, whether it reads as BINARY_MAS
 
 
 @st.composite
-def mat_cases(draw: st.DrawFn) -> Case:
+def mat_cases(draw: st.DrawFn) -> PECase:
     base = _mat_base()[MAT]
     compress = draw(st.booleans())
     how = draw(st.sampled_from(["good", "bad", "wrong name", "extra variable", "dims",
@@ -557,23 +506,22 @@ def mat_cases(draw: st.DrawFn) -> Case:
         # The same number of voxels in another shape is a genuinely valid (reshaped) mask.
         rules = {"expect": "either" if math.prod(dims) == BINARY_MASK.size else "refuse"}
     elif how == "truncate":
-        data = _mat({"Mask": BINARY_MASK}, compress)
-        cut = draw(st.integers(0, len(data) - 1))
-        data, what = data[:cut], f"{what} truncated to {cut} of {len(data)} bytes"
+        truncated, data = draw(damaged(_mat({"Mask": BINARY_MASK}, compress), how))
+        what = f"{what} {truncated}"
     elif how == "append":  # trailing bytes after the variable loadmat needs may be ignored
         data, rules = _mat({"Mask": BINARY_MASK}, compress) + draw(st.binary(min_size=1,
                                                                               max_size=64)), {}
     elif how == "flip":  # a flipped mask byte is another valid label (or refused)
-        data, rules = draw(_flips(_mat({"Mask": BINARY_MASK}, compress))), {}
+        data, rules = draw(flips(_mat({"Mask": BINARY_MASK}, compress))), {}
     elif how == "random":
         data = draw(st.sampled_from([b"", base[:128]])) + draw(st.binary(max_size=300))
     else:
         data, rules = _mat({"Mask": BINARY_MASK}, compress), {"expect": "accept", "same": True}
-    return Case("mat", what, {MAT: data}, **rules)
+    return PECase("mat", what, {MAT: data}, **rules)
 
 
 def test_fuzz_mat(child, workdir):
-    assert _fuzz(child, workdir, "mat", mat_cases(), 250) >= MIN_INPUTS
+    assert _fuzz(child, workdir, mat_cases(), 250) >= MIN_INPUTS
 
 
 _BASES = {
@@ -585,11 +533,11 @@ _BASES = {
 # ------------------------------------------------------------- regression tests, per finding
 
 
-def _refused(child: ReadingChild, workdir: Path, family: str, base: str, files: dict[str, bytes],
+def _refused(child: ReadingChild, workdir: Path, base: str, files: dict[str, bytes],
              pattern: str) -> None:
     """The case is refused with a one-line PEDataError matching `pattern`."""
-    case = Case(base, pattern, {**_BASES[base](), **files}, "refuse")
-    _, message = _read_case(child, workdir, family, case)
+    case = PECase(base, pattern, {**_BASES[base](), **files}, "refuse")
+    _, message = _read_case(child, workdir, case)
     assert re.search(pattern, message), message
 
 
@@ -610,7 +558,7 @@ def test_regression_nrrd_header_is_bounded_before_reading(child, workdir, field,
                                                           pattern):
     """Finding 1: `line skip: 1000000000` looped for 25 minutes; header lies now fail at once."""
     image = _set_field(_nrrd_base("raw-int16")[IMAGE], field, value)
-    _refused(child, workdir, "nrrd", "nrrd:raw-int16", {IMAGE: image}, pattern)
+    _refused(child, workdir, "nrrd:raw-int16", {IMAGE: image}, pattern)
 
 
 def test_regression_nrrd_gzip_is_never_inflated_past_its_declared_size(child, workdir):
@@ -618,13 +566,13 @@ def test_regression_nrrd_gzip_is_never_inflated_past_its_declared_size(child, wo
     volume = np.zeros((400, 400, 400), np.uint8).tobytes()  # 64 MB of zeros, 62 kB gzipped
     lines, _ = _header_lines(_nrrd_base("gzip-int16")[IMAGE])
     image = b"\n".join([*lines, b"", gzip.compress(volume)])  # header still says 6 x 5 x 4
-    _refused(child, workdir, "nrrd", "nrrd:gzip-int16", {IMAGE: image},
+    _refused(child, workdir, "nrrd:gzip-int16", {IMAGE: image},
              r"1\.nrrd.*does not decompress to exactly the declared 240 bytes")
 
 
 def test_regression_empty_nrrd_is_a_clear_error(child, workdir):
     """Finding 1: an empty .nrrd gave a traceback (StopIteration in pynrrd)."""
-    _refused(child, workdir, "nrrd", "nrrd:raw-int16", {IMAGE: b""}, r"1\.nrrd: empty file")
+    _refused(child, workdir, "nrrd:raw-int16", {IMAGE: b""}, r"1\.nrrd: empty file")
 
 
 @pytest.mark.parametrize(("keyword", "value", "pattern"), [
@@ -638,7 +586,7 @@ def test_regression_dicom_tag_errors_name_the_file(child, workdir, keyword, valu
     """Finding 2: malformed tags raised errors that did not name the file."""
     name = SLICE_NAMES[2]
     data = _with_value(_dicom_base()[name], keyword, value)
-    _refused(child, workdir, "dicom", "dicom", {name: data}, pattern)
+    _refused(child, workdir, "dicom", {name: data}, pattern)
 
 
 def test_regression_interleaved_series_are_refused(child, workdir):
@@ -649,7 +597,7 @@ def test_regression_interleaved_series_are_refused(child, workdir):
             _write_slice(folder / f"X{k}", np.zeros((6, 7)), k * 1.25 * NORMAL, k + 1,
                          series_uid=f"1.2.3.{k % 2}")
         files = {f"CT_scans/P/IM{k:04d}": (folder / f"X{k}").read_bytes() for k in range(4)}
-    _refused(child, workdir, "dicom", "dicom", files,
+    _refused(child, workdir, "dicom", files,
              r"CT_scans/P: 2 DICOM series in one folder "
              r"\(SeriesInstanceUID 1\.2\.3\.0, 1\.2\.3\.1\)")
 
@@ -659,7 +607,7 @@ def test_regression_duplicate_instance_numbers_are_refused(child, workdir):
     base = _dicom_base()
     data = _with_value(base[SLICE_NAMES[0]], "InstanceNumber",
                        _value(base[SLICE_NAMES[1]], "InstanceNumber"))
-    _refused(child, workdir, "dicom", "dicom", {SLICE_NAMES[0]: data},
+    _refused(child, workdir, "dicom", {SLICE_NAMES[0]: data},
              r"CT_scans/P: InstanceNumber \d+ is shared by IM0000, IM0001")
 
 
@@ -668,7 +616,7 @@ def test_regression_duplicate_instance_numbers_are_refused(child, workdir):
 def test_regression_fumpe_masks_must_be_finite_integer_labels(child, workdir, what):
     """Finding 3: an all-NaN mask became one clot filling the volume, and the reader could return
     an object array."""
-    _refused(child, workdir, "dicom", "dicom", {MAT: _mat({"Mask": _BAD_MASKS[what]})},
+    _refused(child, workdir, "dicom", {MAT: _mat({"Mask": _BAD_MASKS[what]})},
              r"P\.mat.*'Mask'")
 
 
@@ -681,14 +629,14 @@ def test_regression_cadpe_masks_must_be_finite_integer_labels(child, workdir, dt
         _write_cadpe(Path(tmp), "1", _volume_xyz(), labels, header={"spacings": [1, 1, 1],
                                                                    "encoding": "raw"})
         files = {name: (Path(tmp) / name).read_bytes() for name in (IMAGE, MASK)}
-    _refused(child, workdir, "nrrd", "nrrd:raw-int16", files, r"1RefStd\.nrrd: mask")
+    _refused(child, workdir, "nrrd:raw-int16", files, r"1RefStd\.nrrd: mask")
 
 
 @pytest.mark.parametrize("dims", [(100000, 100000, 100000), (2**31 - 1, 1, 1), (6, 7, 40000)])
 def test_regression_mat_declared_size_is_checked_before_loading(child, workdir, dims):
     """Finding 4: loadmat trusted the declared shape; it must fit the file before any load."""
     data = _mat_base()[MAT].replace(_DIMS, struct.pack("<3i", *dims))
-    _refused(child, workdir, "mat", "mat", {MAT: data}, r"P\.mat: 'Mask' must be a non-empty "
+    _refused(child, workdir, "mat", {MAT: data}, r"P\.mat: 'Mask' must be a non-empty "
              r"3-D \(y, x, z\) array the \d+-byte file can hold")
 
 
@@ -699,7 +647,7 @@ def test_regression_mat_declared_size_is_checked_before_loading(child, workdir, 
 ])
 def test_regression_mat_wrong_variable_or_shape(child, workdir, variables, pattern):
     """Finding 4: wrong variable names, dimensions and classes are named in the error."""
-    _refused(child, workdir, "mat", "mat", {MAT: _mat(variables)}, r"P\.mat: .*" + pattern)
+    _refused(child, workdir, "mat", {MAT: _mat(variables)}, r"P\.mat: .*" + pattern)
 
 
 def test_regression_ctscan_takes_only_integer_labels_and_nonempty_volumes():

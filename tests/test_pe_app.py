@@ -36,14 +36,6 @@ TINY = PESettings(scans=6, shape=(24, 48, 48), test_fraction=0.34, widths_mm=(10
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        root = tmp_path_factory.mktemp("ftjax_cache")
-        mp.setenv("FTJAX_CACHE", str(root))
-        yield root
-
-
-@pytest.fixture(scope="module")
 def app(cache):
     app = PEApp(settings=TINY, log=None)
     app.dataset()  # generate once for the module
