@@ -205,13 +205,13 @@ def headline(pred: Predictions) -> Headline:
         ci = metrics.delong_interval(pred.columns["truth"] != 0, pred.columns["score"])
         return Headline(m["name"], ci.auc, ci.low, ci.high)
     errors = case_errors_um(pred)
-    value, samples = _cluster_bootstrap_mean(errors, _clusters(pred), int(m["n_boot"]),
+    value, samples = cluster_bootstrap_mean(errors, _clusters(pred), int(m["n_boot"]),
                                              int(m["seed"]))
     low, high = np.nanpercentile(samples, [2.5, 97.5])
     return Headline(m["name"], value, float(low), float(high))
 
 
-def _cluster_bootstrap_mean(values: np.ndarray, clusters: list[str], n_boot: int,
+def cluster_bootstrap_mean(values: np.ndarray, clusters: list[str], n_boot: int,
                             seed: int) -> tuple[float, np.ndarray]:
     """Mean of per-case ``values`` (NaN skipped) and its bootstrap over whole clusters."""
     ok = np.isfinite(values)
@@ -275,7 +275,7 @@ def compare(a: Predictions, b: Predictions, n_boot: int | None = None,
                 "bootstrap_auc_p_value": res.bootstrap.summary_p_value}
     else:
         ea, eb = case_errors_um(a), case_errors_um(b)
-        diff, samples = _cluster_bootstrap_mean(ea - eb, _clusters(a), n_boot, seed)
+        diff, samples = cluster_bootstrap_mean(ea - eb, _clusters(a), n_boot, seed)
         tail = min(np.sum(samples <= 0), np.sum(samples >= 0))
         out |= {"diff": diff, "p_value": min(1.0, 2 * (1 + tail) / (n_boot + 1))}
     return out

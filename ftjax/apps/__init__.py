@@ -24,6 +24,7 @@ _PACKAGES: dict[str, str] = {
     "pe": "ftjax.apps.pe",
     "polyp": "ftjax.apps.polyp",
     "frames": "ftjax.apps.frames",
+    "cimt": "ftjax.apps.cimt",
 }
 PAPER_APPS = ("pe", "polyp", "frames", "cimt")
 
