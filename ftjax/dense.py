@@ -33,7 +33,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ftjax.models.alexnet import POOL5, STRIDE, AlexNet, adaptive_pool_matrix
-from ftjax.weights import preprocess
+from ftjax.models.preprocess import preprocess
 
 METHODS = ("auto", "convolutional", "patches")
 TILE = 64  # pixels per side of one convolutional tile (a multiple of every 32 / s)

@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ftjax.models.alexnet import AlexNet, input_size
-from ftjax.weights import preprocess
+from ftjax.models.preprocess import preprocess
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 # Patches per compiled call when chunk_size is not given: bounds activation memory (about 3 MB
@@ -34,7 +34,7 @@ def prepare(patches: jax.Array, variant: str, size: int | None = None) -> jax.Ar
 
     Bilinear resize to ``size`` (default: the variant's input side) in float, without rounding
     back to uint8 (``jax.image.resize``, antialiased when shrinking, like PIL), then
-    ``ftjax.weights.preprocess``. The train step and :func:`score_candidates` both use it.
+    ``ftjax.models.preprocess``. The train step and :func:`score_candidates` both use it.
     """
     if patches.dtype != jnp.uint8:
         raise ValueError(f"expected uint8 patches, got dtype {patches.dtype}")

@@ -32,7 +32,6 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import IO
 
-import jax.numpy as jnp
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
@@ -40,12 +39,6 @@ from ftjax.cache import cache_dir, process_alive
 from ftjax.models.alexnet import _CONVS, LAYERS, VARIANTS, _check_variant
 
 Params = dict[str, dict[str, np.ndarray]]
-
-# Caffe's BVLC mean image (ilsvrc_2012_mean.npy) averaged per channel, in BGR order.
-CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
-TORCHVISION_MEAN = (0.485, 0.456, 0.406)
-TORCHVISION_STD = (0.229, 0.224, 0.225)
-
 
 class WeightsError(ValueError):
     """A weights file that is missing, corrupt, or not the AlexNet it claims to be."""
@@ -67,27 +60,6 @@ SOURCES = {
     "torchvision": Source("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
                           "alexnet-owt-7be5be79.pth", "sha256", "7be5be79"),
 }
-
-
-# ----------------------------------------------------------------------------- preprocessing
-def preprocess(images: jnp.ndarray, variant: str) -> jnp.ndarray:
-    """uint8 RGB (or grey) NHWC images -> the float32 input the variant's ImageNet weights expect.
-
-    Grey input (NHW or NHW1) is copied into three channels, as the paper does. Caffe: BGR order,
-    0-255, minus the BVLC channel means. torchvision: RGB in [0, 1], ImageNet mean/std. Works
-    under ``jit`` so it runs on the device next to the network.
-    """
-    _check_variant(variant)
-    x = jnp.asarray(images)
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        raise ValueError(f"expected NHWC images with 1 or 3 channels, got shape {x.shape}")
-    x = jnp.broadcast_to(x, (*x.shape[:3], 3)).astype(jnp.float32)
-    if variant == "caffe":
-        return x[..., ::-1] - jnp.asarray(CAFFE_MEAN_BGR, jnp.float32)
-    return (x / 255.0 - jnp.asarray(TORCHVISION_MEAN, jnp.float32)) / jnp.asarray(
-        TORCHVISION_STD, jnp.float32)
 
 
 # ----------------------------------------------------------------------------- expected shapes

@@ -14,6 +14,7 @@ import torch
 
 from experiments.torch_reference import build
 from ftjax import weights
+from ftjax.models.preprocess import preprocess
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +40,21 @@ def _source_for(path, url=None, digest=None):
 # ----------------------------------------------------------------------------- preprocessing
 def test_preprocess_caffe_is_bgr_minus_means():
     img = np.array([[[[10, 20, 30]]]], np.uint8)  # one RGB pixel
-    out = np.asarray(weights.preprocess(img, "caffe"))
+    out = np.asarray(preprocess(img, "caffe"))
     np.testing.assert_allclose(out[0, 0, 0], [30 - 104.00698793, 20 - 116.66876762,
                                               10 - 122.67891434], rtol=1e-6)
 
 
 def test_preprocess_torchvision_and_grey():
     img = np.full((2, 3, 4, 1), 51, np.uint8)
-    out = np.asarray(weights.preprocess(img, "torchvision"))
+    out = np.asarray(preprocess(img, "torchvision"))
     assert out.shape == (2, 3, 4, 3) and out.dtype == np.float32
     expect = (0.2 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(out[1, 2, 3], expect, rtol=1e-6)
-    np.testing.assert_array_equal(weights.preprocess(img[..., 0], "caffe"),
-                                  weights.preprocess(img, "caffe"))
+    np.testing.assert_array_equal(preprocess(img[..., 0], "caffe"),
+                                  preprocess(img, "caffe"))
     with pytest.raises(ValueError, match="1 or 3 channels"):
-        weights.preprocess(np.zeros((1, 4, 4, 2), np.uint8), "caffe")
+        preprocess(np.zeros((1, 4, 4, 2), np.uint8), "caffe")
 
 
 # ----------------------------------------------------------------------------- save / load
