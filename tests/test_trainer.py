@@ -239,7 +239,7 @@ def _cli(module, *args):
 
 @pytest.mark.parametrize("args, message", [
     (["--app=nope"], "unknown app 'nope'"),
-    (["--app=cimt"], "not implemented yet"),
+    (["--app=cimt", "--app_options=dense=fast"], "dense='fast'"),
     (["--app=fixture_app:make", "--tune_from=conv9"], "tune_from"),
     (["--app=fixture_app:make", "--train_fraction=0"], "train_fraction"),
     (["--app=fixture_app:make", "--tune_from=conv3", "--weights=random"], "weights=random"),

@@ -26,7 +26,6 @@ _PACKAGES: dict[str, str] = {
     "frames": "ftjax.apps.frames",
     "cimt": "ftjax.apps.cimt",
 }
-PAPER_APPS = ("pe", "polyp", "frames", "cimt")
 
 
 class UnknownApp(ValueError):
@@ -50,9 +49,7 @@ def _factory(name: str) -> Callable[..., Application]:
         return _module(f"{_PACKAGES[name]}.app").make
     module, sep, attr = name.partition(":")
     if not sep:
-        later = f" ('{name}' is one of the paper's applications, not implemented yet)" \
-            if name in PAPER_APPS else ""
-        raise UnknownApp(f"unknown app {name!r}{later}; available: {', '.join(available())}, "
+        raise UnknownApp(f"unknown app {name!r}; available: {', '.join(available())}, "
                          "or module:function for your own")
     factory = getattr(_module(module), attr, None)
     if not callable(factory):
