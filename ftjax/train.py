@@ -30,7 +30,8 @@ def main(argv: Sequence[str]) -> int:
     cli.no_arguments(argv)
     values = cli.given(_FIELDS)
     if not values.get("app"):
-        raise ValueError("--app is required (pe, or module:function for your own)")
+        raise ValueError("--app is required (pe, polyp, frames, cimt, or module:function for "
+                         "your own)")
     from ftjax import parallel, trainer  # noqa: PLC0415 (flags are parsed first: fast --help)
 
     # Keep jax's backend probing ("Unable to initialize backend 'tpu'") quiet.

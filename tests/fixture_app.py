@@ -90,3 +90,8 @@ class Fixture:
 def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
          val_fraction: float = 0.2) -> Fixture:
     return Fixture(data_seed=data_seed, val_fraction=val_fraction)
+
+
+# What the study harness reads of a registered app's presets.STUDY.
+make.study_facts = {"reduced_fractions": (0.5,), "reduced_configs": ("scratch",),
+                    "reduction_unit": "cases", "metric": "roc", "operating_points": (0.1,)}

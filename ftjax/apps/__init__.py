@@ -66,11 +66,16 @@ def train_presets(name: str) -> Mapping[str, Mapping[str, Any]]:
 
 
 def study_facts(name: str) -> Mapping[str, Any]:
-    """The paper's study facts of a registered app (its ``presets.STUDY``): reduced-data
-    fractions, operating points, figure kind, the paper's own numbers."""
-    if name not in _PACKAGES:
-        raise UnknownApp(f"{name!r} is not one of the registered applications {available()}")
-    return _module(f"{_PACKAGES[name]}.presets").STUDY
+    """The paper's study facts of an app (a registered app's ``presets.STUDY``, or the
+    ``study_facts`` attribute of a user's factory): reduced-data fractions and configurations,
+    operating points, figure kind, the paper's own numbers."""
+    if name in _PACKAGES:
+        return _module(f"{_PACKAGES[name]}.presets").STUDY
+    facts = getattr(_factory(name), "study_facts", None)
+    if facts is None:
+        raise UnknownApp(f"--app={name}: its factory has no study_facts (reduced_fractions, "
+                         "reduced_configs, ...: see an app's presets.STUDY)")
+    return facts
 
 
 def make_app(name: str, data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
