@@ -72,6 +72,9 @@ class TrainConfig:
                               "test_crops=200; the names are the fields of the app's Settings)")
     arch: str = _field("caffe", "AlexNet variant: caffe (BVLC, the paper's) or torchvision",
                        VARIANTS)
+    dtype: str = _field("float32", "compute dtype of activations and products: float32 (the "
+                        "paper's) or bfloat16 (accelerators; parameters, optimizer state and "
+                        "the loss stay float32)", ("float32", "bfloat16"))
     weights: str = _field("imagenet", "imagenet (official weights, downloaded once), random, or "
                           "a .npz / .caffemodel / .pth file")
     epochs: int = _field(3, "maximum epochs", check=_POSITIVE)
@@ -134,12 +137,19 @@ class TrainConfig:
             if check and not check[1](value):
                 bad(f"--{f.name}={value}; expected {check[0]}")
         if not self.app:
-            bad("--app is required (pe, or module:function for your own application)")
+            bad("--app is required (pe, polyp, frames, cimt, or module:function for your own "
+                "application)")
         if self.tune_from == "scratch" and self.weights == "imagenet":
             object.__setattr__(self, "weights", "random")  # scratch never loads pretrained weights
         if self.tune_from != "scratch" and self.weights == "random":
             bad(f"--tune_from={self.tune_from} fine-tunes pretrained weights; --weights=random "
                 "only makes sense with --tune_from=scratch")
+
+    def model(self, num_classes: int) -> Any:
+        """The run's AlexNet (variant and compute dtype)."""
+        from ftjax.models.alexnet import AlexNet  # noqa: PLC0415 (config stays jax-free)
+
+        return AlexNet(num_classes=num_classes, variant=self.arch, dtype=self.dtype)
 
     @property
     def network_input_size(self) -> int:

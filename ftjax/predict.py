@@ -27,7 +27,6 @@ flags.adopt_module_key_flags(cli)
 def predict(workdir: str | Path, data: str, out: str | Path | None = None) -> list[Path]:
     """Score every case of ``data`` with the best checkpoint of ``workdir``; returns the CSVs."""
     from ftjax.apps import make_app  # noqa: PLC0415 (jax and the app once the flags are parsed)
-    from ftjax.models import AlexNet  # noqa: PLC0415
     from ftjax.scoring import Scorer  # noqa: PLC0415
     from ftjax.trainer import best_checkpoint  # noqa: PLC0415
 
@@ -37,7 +36,7 @@ def predict(workdir: str | Path, data: str, out: str | Path | None = None) -> li
                            config.val_fraction, config.app_options)
     if not hasattr(application, "predict"):
         raise ValueError(f"--app={config.app} cannot predict on new cases (it has no predict)")
-    model = AlexNet(num_classes=len(application.classes), variant=config.arch)
+    model = config.model(len(application.classes))
     scorer = Scorer(model, params, size=config.network_input_size, chunk=config.eval_chunk)
     name = data.partition(":")[2].rstrip("/").rsplit("/", 1)[-1] or "synthetic"
     out = Path(out) if out else workdir / f"predictions_{name}"

@@ -152,7 +152,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     app = app or make_app(config.app, config.data, config.preset, config.data_seed,
                           config.val_fraction, config.app_options)
     tag = " [SYNTHETIC data: a demonstration, not a medical result]" if app.synthetic else ""
-    model = AlexNet(num_classes=len(app.classes), variant=config.arch)
+    model = config.model(len(app.classes))
     size = config.network_input_size
 
     # Weights first: an offline machine learns what to fetch before any data is generated.
@@ -398,7 +398,7 @@ def evaluate_checkpoint(workdir: str | Path) -> dict[str, Any]:
     config, params, meta = best_checkpoint(workdir)
     app = make_app(config.app, config.data, config.preset, config.data_seed, config.val_fraction,
                    config.app_options)
-    model = AlexNet(num_classes=len(app.classes), variant=config.arch)
+    model = config.model(len(app.classes))
     test = run_test(app, model, params, config, workdir)
     results_path = workdir / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}

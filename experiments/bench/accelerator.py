@@ -11,9 +11,8 @@ forward (the trainer's cached-trunk shortcut for fc6..fc8 is not used here) and 
 only the tuned layers. FLOPs per step are counted from the layer shapes (forward, plus weight
 and input gradients of the tuned layers); utilisation is against the device's dense peak for
 the compute precision XLA uses (float32 on CPU; on NVIDIA GPUs JAX's default precision lets
-float32 matrix products and convolutions run as TF32 on tensor cores, so both the float32 and
-the TF32 peak are given). bfloat16 compute (``--dtype``) is not implemented yet and is reported
-as such.
+float32 matrix products and convolutions run as TF32 on tensor cores, so float32 is measured
+against the TF32 peak and bfloat16 against twice it).
 """
 
 from __future__ import annotations
@@ -93,9 +92,9 @@ def step_flops(per_layer: dict[str, float], tune_from: str) -> float:
     return sum(per_layer.values()) + backward
 
 
-def train_rate(arch: str, tune_from: str, batch: int, steps: int) -> dict:
+def train_rate(arch: str, tune_from: str, batch: int, steps: int, dtype: str) -> dict:
     """Images/s and FLOPs of one jitted training step at ``tune_from``."""
-    model = AlexNet(num_classes=2, variant=arch)
+    model = AlexNet(num_classes=2, variant=arch, dtype=jnp.dtype(dtype))
     size = input_size(arch)
     params = layerwise.init_params(None, "scratch", 2, arch, jax.random.key(0))
     trainable, frozen = layerwise.split(params, tune_from)
@@ -121,9 +120,9 @@ def train_rate(arch: str, tune_from: str, batch: int, steps: int) -> dict:
             "tflops_per_s": flops * steps / seconds / 1e12}
 
 
-def score_rate(arch: str, candidates: int, k: int, chunk: int) -> float:
+def score_rate(arch: str, candidates: int, k: int, chunk: int, dtype: str) -> float:
     """Patches/s of the scorer on uint8 patches in host memory (transfer included)."""
-    model = AlexNet(num_classes=2, variant=arch)
+    model = AlexNet(num_classes=2, variant=arch, dtype=jnp.dtype(dtype))
     params = layerwise.init_params(None, "scratch", 2, arch, jax.random.key(0))
     scorer = Scorer(model, params, chunk=chunk)
     patches = np.random.default_rng(0).integers(0, 256, (candidates, k, PATCH, PATCH, 3),
@@ -150,6 +149,7 @@ def feed_rate(batch: int, batches: int, stored: int = 50_000) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", default="caffe", choices=("caffe", "torchvision"))
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes to time")
     parser.add_argument("--depths", default=",".join(DEPTHS), help="tune_from values")
     parser.add_argument("--batch", type=int, default=256, help="training batch")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per depth")
@@ -166,23 +166,31 @@ def main() -> None:
     peaks = peak(info["device_kind"])
     print(f"device: {info['device_kind']} x{info['devices']} ({info['platform']}), jax "
           f"{info['jax']}, host {info['host_cpu']}; peak TFLOP/s {peaks or 'unknown'}")
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    if set(dtypes) - {"float32", "bfloat16"}:
+        parser.error(f"--dtypes: expected float32 and/or bfloat16, got {args.dtypes}")
     out = {"device": info, "peak_tflops": peaks, "arch": args.arch, "batch": args.batch,
-           "dtype": {"float32": "measured", "bfloat16": "not implemented (issue 13: --dtype)"},
-           "train": {}}
-    print(f"{'tune_from':>9} {'img/s':>9} {'GFLOP/step':>11} {'TFLOP/s':>8} {'MFU fp32':>9} "
-          f"{'MFU tf32':>9}", flush=True)
-    for depth in depths:
-        r = train_rate(args.arch, depth, args.batch, args.steps)
-        if peaks:
-            r["mfu_float32_peak"] = r["tflops_per_s"] / peaks["float32"]
-            r["mfu_tf32_peak"] = r["tflops_per_s"] / peaks["tf32"]
-        out["train"][depth] = r
-        print(f"{depth:>9} {r['images_per_s']:9.0f} {r['flops_per_step'] / 1e9:11.1f} "
-              f"{r['tflops_per_s']:8.2f} {r.get('mfu_float32_peak', float('nan')):9.2%} "
-              f"{r.get('mfu_tf32_peak', float('nan')):9.2%}", flush=True)
-    out["score_patches_per_s"] = score_rate(args.arch, args.candidates, args.k, args.chunk)
-    print(f"scoring: {out['score_patches_per_s']:.0f} patches/s ({args.candidates} candidates x "
-          f"{args.k} patches, {args.chunk} per call)", flush=True)
+           "train": {}, "score_patches_per_s": {}}
+    for dtype in dtypes:
+        # float32 runs as TF32 on NVIDIA tensor cores; bfloat16 peaks are twice TF32's
+        scale = {"float32": 1.0, "bfloat16": 2.0}[dtype]
+        print(f"{dtype}:\n{'tune_from':>9} {'img/s':>9} {'GFLOP/step':>11} {'TFLOP/s':>8} "
+              f"{'of peak':>8}", flush=True)
+        out["train"][dtype] = {}
+        for depth in depths:
+            r = train_rate(args.arch, depth, args.batch, args.steps, dtype)
+            if peaks:
+                r["peak_tflops"] = peaks["tf32"] * scale if info["platform"] == "gpu" \
+                    else peaks["float32"]
+                r["utilisation"] = r["tflops_per_s"] / r["peak_tflops"]
+            out["train"][dtype][depth] = r
+            print(f"{depth:>9} {r['images_per_s']:9.0f} {r['flops_per_step'] / 1e9:11.1f} "
+                  f"{r['tflops_per_s']:8.2f} {r.get('utilisation', float('nan')):8.2%}",
+                  flush=True)
+        rate = score_rate(args.arch, args.candidates, args.k, args.chunk, dtype)
+        out["score_patches_per_s"][dtype] = rate
+        print(f"scoring ({dtype}): {rate:.0f} patches/s ({args.candidates} candidates x "
+              f"{args.k} patches, {args.chunk} per call)", flush=True)
     out["host_feed_patches_per_s"] = feed_rate(args.batch, 50)
     print(f"host feed (memory -> device-ready batch): {out['host_feed_patches_per_s']:.0f} "
           "patches/s")

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -262,6 +263,7 @@ class Conv(nn.Module):
 
     spec: ConvSpec
     name_in_net: str
+    dtype: Any = jnp.float32  # compute dtype; the parameters stay float32
 
     @nn.compact
     def __call__(self, x):
@@ -270,12 +272,13 @@ class Conv(nn.Module):
         kernel = self.param("kernel", nn.initializers.normal(std),
                             (s.kernel, s.kernel, x.shape[-1] // s.groups, s.features))
         b = self.param("bias", nn.initializers.constant(bias), (s.features,))
-        return grouped_conv(x, kernel, s.stride, s.padding, s.groups) + b
+        return (grouped_conv(x.astype(self.dtype), kernel.astype(self.dtype), s.stride,
+                             s.padding, s.groups) + b.astype(self.dtype))
 
 
-def _dense(features: int, layer: str) -> nn.Dense:
+def _dense(features: int, layer: str, dtype: Any) -> nn.Dense:
     return nn.Dense(features, kernel_init=nn.initializers.normal(INIT_STD[layer]),
-                    bias_init=nn.initializers.constant(INIT_BIAS[layer]))
+                    bias_init=nn.initializers.constant(INIT_BIAS[layer]), dtype=dtype)
 
 
 class AlexNet(nn.Module):
@@ -290,18 +293,21 @@ class AlexNet(nn.Module):
     num_classes: int = 1000
     variant: str = "caffe"
     dropout_rate: float = 0.5
+    # Compute dtype of activations and products (float32: the paper's; bfloat16 for
+    # accelerators). Parameters stay float32; LRN runs in float32; logits come out float32.
+    dtype: Any = jnp.float32
 
     def setup(self):
         _check_variant(self.variant)
         convs = _CONVS[self.variant]
-        self.conv1 = Conv(convs["conv1"], "conv1")
-        self.conv2 = Conv(convs["conv2"], "conv2")
-        self.conv3 = Conv(convs["conv3"], "conv3")
-        self.conv4 = Conv(convs["conv4"], "conv4")
-        self.conv5 = Conv(convs["conv5"], "conv5")
-        self.fc6 = _dense(_FC_FEATURES, "fc6")
-        self.fc7 = _dense(_FC_FEATURES, "fc7")
-        self.fc8 = _dense(self.num_classes, "fc8")
+        self.conv1 = Conv(convs["conv1"], "conv1", self.dtype)
+        self.conv2 = Conv(convs["conv2"], "conv2", self.dtype)
+        self.conv3 = Conv(convs["conv3"], "conv3", self.dtype)
+        self.conv4 = Conv(convs["conv4"], "conv4", self.dtype)
+        self.conv5 = Conv(convs["conv5"], "conv5", self.dtype)
+        self.fc6 = _dense(_FC_FEATURES, "fc6", self.dtype)
+        self.fc7 = _dense(_FC_FEATURES, "fc7", self.dtype)
+        self.fc8 = _dense(self.num_classes, "fc8", self.dtype)
         # One dropout module per block that starts with dropout: its masks depend on the block
         # alone, not on which blocks ran before, so a step started from cached trunk features
         # draws the same masks as the whole network (no parameters: the params tree is unchanged).
@@ -317,7 +323,7 @@ class AlexNet(nn.Module):
             spec = _CONVS[self.variant][layer]
             x = nn.relu(module(x))
             if spec.lrn:
-                x = lrn(x)
+                x = lrn(x.astype(jnp.float32)).astype(x.dtype)
             if spec.pool:
                 x = max_pool(x, ceil_mode=caffe)
             if layer == "conv5" and not caffe and adaptive:
@@ -328,7 +334,7 @@ class AlexNet(nn.Module):
         if layer in self.dropouts:
             x = self.dropouts[layer](x, deterministic=not train)
         x = module(x)
-        return x if layer == "fc8" else nn.relu(x)
+        return x.astype(jnp.float32) if layer == "fc8" else nn.relu(x)
 
     def __call__(self, x: jax.Array, train: bool = False, start: str = "conv1",
                  stop: str = "fc8") -> jax.Array:
