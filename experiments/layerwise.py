@@ -88,7 +88,7 @@ def _shares(jobs: int) -> list[dict[str, Any]]:
     return out
 
 
-def _start(run: Run, argv: list[str], share: dict[str, Any], log: Path) -> subprocess.Popen:
+def _start(argv: list[str], share: dict[str, Any], log: Path) -> subprocess.Popen:
     env = dict(os.environ)
     if "gpus" in share:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(share["gpus"])
@@ -111,7 +111,7 @@ def sweep(app: str, outdir: Path, runs: Sequence[Run], passthrough: Sequence[str
         while todo and free:
             run, share = todo.pop(0), free.pop(0)
             log = outdir / "logs" / f"{run.name}.log"
-            active[run] = (_start(run, run.argv(app, outdir, passthrough), share, log), share,
+            active[run] = (_start(run.argv(app, outdir, passthrough), share, log), share,
                            time.monotonic())
         time.sleep(0.2)
         for run, (proc, share, start) in list(active.items()):

@@ -109,6 +109,7 @@ def fc_kernels(params: Any, variant: str, pool5: int) -> tuple[jax.Array, ...]:
             params["fc8"]["kernel"], params["fc8"]["bias"])
 
 
+@functools.cache
 def pool5_side(model: AlexNet, size: int) -> int:
     """The pool5 side of one ``size`` x ``size`` input before any adaptive pooling."""
     shape = jax.eval_shape(lambda x: model.apply(

@@ -64,9 +64,7 @@ def main() -> None:
             pixels += seg.pixels
             e = boundary_errors(seg.li, im.li, seg.ma, im.ma, im.mm_per_pixel)
             errors.append((e.li_um, e.ma_um))
-            roi = seg.roi
-            maps.setdefault(method, []).append(probability_map(
-                scorer, roi.crop(im.image), app.settings.patch_size, method))
+            maps.setdefault(method, []).append(seg.probabilities)
         li, ma = np.mean(errors, axis=0)
         out["methods"][method] = {"pixels_per_s": pixels / seconds, "li_um": li, "ma_um": ma}
         print(f"{method:>13}: {pixels / seconds:7.0f} px/s (segmentation included), "

@@ -225,8 +225,12 @@ class Segmentation:
     baseline_li: np.ndarray
     baseline_ma: np.ndarray
     roi: Roi
-    pixels: int
+    probabilities: np.ndarray  # [ROI rows, ROI columns, classes]
     seconds: float
+
+    @property
+    def pixels(self) -> int:
+        return self.probabilities.shape[0] * self.probabilities.shape[1]
 
 
 class CimtApp(CandidateApp):
@@ -290,8 +294,8 @@ class CimtApp(CandidateApp):
             out[roi.left:roi.right] = rows + roi.top
             return out
 
-        return Segmentation(full(li), full(ma), full(base_li), full(base_ma), roi,
-                            roi.shape[0] * roi.shape[1], seconds)
+        return Segmentation(full(li), full(ma), full(base_li), full(base_ma), roi, probs,
+                            seconds)
 
     def test(self, scorer: Any, outdir: Path) -> TestResult:
         """Segment every test image; the paper's errors against the baseline's."""
