@@ -13,16 +13,25 @@ from ftjax.metrics import (
     froc_bootstrap,
     roc_bootstrap,
 )
-from ftjax.metrics.compare import _bootstrap_p
+from ftjax.metrics.compare import bootstrap_p, holm
 
 
 def test_bootstrap_p_value_hand_worked():
     # Smaller tail count at or beyond zero, +1 corrected, doubled: -1, 0, 1, 2 has 2 draws <= 0
     # -> 2 * 3 / 5, capped at 1; 1, 2, 3, 4 has none -> 2 * 1 / 5 = 0.4; all zero -> 1.
     diffs = np.array([[-1.0, 1.0, 0.0], [0.0, 2.0, 0.0], [1.0, 3.0, 0.0], [2.0, 4.0, 0.0]])
-    np.testing.assert_allclose(_bootstrap_p(diffs), [1.0, 0.4, 1.0])
+    np.testing.assert_allclose(bootstrap_p(diffs), [1.0, 0.4, 1.0])
     with_nan = np.array([[1.0], [np.nan], [2.0], [3.0], [4.0]])
-    assert _bootstrap_p(with_nan)[0] == pytest.approx(0.4)  # NaN resamples are not counted
+    assert bootstrap_p(with_nan)[0] == pytest.approx(0.4)  # NaN resamples are not counted
+
+
+def test_holm_hand_worked():
+    # Four tests (the NaN is none): sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 gives
+    # 0.02, 0.03, 0.06, 0.04, made monotone: 0.02, 0.03, 0.06, 0.06.
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, np.nan, 0.005]),
+                               [0.03, 0.06, 0.06, np.nan, 0.02])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])  # capped at 1, kept monotone
+    assert holm([]).size == 0
 
 
 def _cases(rng: np.random.Generator, n: int, hit_rate: float) -> list[CaseHits]:

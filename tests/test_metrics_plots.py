@@ -6,7 +6,13 @@ import pytest
 from matplotlib.image import imread
 
 from ftjax.metrics import CaseHits, froc_bootstrap, froc_from_cases, roc_bootstrap, roc_curve
-from ftjax.metrics.plots import plot_boxplots, plot_froc, plot_roc, plot_training_curves
+from ftjax.metrics.plots import (
+    plot_boxplots,
+    plot_froc,
+    plot_intervals,
+    plot_roc,
+    plot_training_curves,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -68,6 +74,13 @@ def test_roc_boxplot_training_plots(tmp_path):
     assert training == tmp_path / "training_conv3_run.png"
     _is_png(training, 5.5, 4.0)
 
+    reduced = {"conv1": [[1.0, 0.8, 0.7, 0.9], [0.5, 0.75, 0.6, 0.85], [0.25, 0.7, 0.5, 0.8]],
+               "scratch": [[1.0, 0.8, 0.7, 0.9], [0.5, 0.6, np.nan, np.nan]]}
+    bars = plot_intervals(reduced, tmp_path, ylabel="AUC", xlabel="training share",
+                          title="reduced")
+    assert bars == tmp_path / "intervals_reduced.png"
+    _is_png(bars, 5.5, 4.0)
+
 
 def test_plots_leave_the_backend_alone(tmp_path):
     before = matplotlib.get_backend()
@@ -82,3 +95,5 @@ def test_bad_plot_input(tmp_path):
         plot_boxplots({"a": [1.0, np.nan]}, tmp_path, ylabel="x")
     with pytest.raises(ValueError, match="series 'loss'"):
         plot_training_curves({"loss": np.zeros((3, 3))}, tmp_path, ylabel="x")
+    with pytest.raises(ValueError, match="series 'conv1'"):
+        plot_intervals({"conv1": np.zeros((2, 3))}, tmp_path, ylabel="y", xlabel="x")

@@ -69,7 +69,7 @@ class PairedComparison:
         return ~self.intervals_overlap
 
 
-def _bootstrap_p(diffs: np.ndarray) -> np.ndarray:
+def bootstrap_p(diffs: np.ndarray) -> np.ndarray:
     """Two-sided p-value of "no difference" from paired bootstrap differences (axis 0).
 
     Twice the smaller tail fraction of resampled differences at or beyond zero, with the usual
@@ -92,12 +92,25 @@ def _paired(a: CurveBootstrap, b: CurveBootstrap) -> PairedComparison:
         diff=a.estimate - b.estimate,
         diff_low=low,
         diff_high=high,
-        p_value=_bootstrap_p(diffs),
+        p_value=bootstrap_p(diffs),
         summary_diff=a.summary - b.summary,
         summary_diff_low=float(s_low),
         summary_diff_high=float(s_high),
-        summary_p_value=float(_bootstrap_p(summary_diffs)),
+        summary_p_value=float(bootstrap_p(summary_diffs)),
     )
+
+
+def holm(p_values: ArrayLike) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries are not tests: they stay
+    NaN and do not count towards the family's size)."""
+    p = np.asarray(p_values, dtype=float).reshape(-1)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order]) if m else p[order]
+    out[order] = np.minimum(1.0, adjusted)
+    return out
 
 
 def _names(configs: Mapping) -> list[str]:
@@ -106,7 +119,7 @@ def _names(configs: Mapping) -> list[str]:
     return list(configs)
 
 
-def compare_froc(
+def froc_bootstraps(
     configs: Mapping[str, Sequence[CaseHits]],
     fp_rates: ArrayLike = LUNA16_FP_RATES,
     clusters: Sequence | np.ndarray | None = None,
@@ -114,9 +127,12 @@ def compare_froc(
     seed: int = 0,
     level: float = 0.95,
     fp_grid: ArrayLike | None = None,
-) -> dict[tuple[str, str], PairedComparison]:
-    """Compare FROCs of configurations scored on the same cases (same order, same lesions)."""
-    names = _names(configs)
+) -> dict[str, CurveBootstrap]:
+    """Every configuration's FROC bootstrap on the same resamples of the same cases (so that
+    differences, and differences of differences, can be read off the paired samples)."""
+    if not configs:
+        raise ValueError("no configurations to bootstrap")
+    names = list(configs)
     events = [_case_events(configs[name]) for name in names]
     reference = events[0].unit_pos
     for name, ev in zip(names, events, strict=True):
@@ -131,7 +147,21 @@ def compare_froc(
     else:
         grid = _checks.rates(fp_grid, "fp_grid")
     boots = _bootstrap(events, clusters, points, grid, _mean_summary, n_boot, seed, level)
-    by_name = dict(zip(names, boots, strict=True))
+    return dict(zip(names, boots, strict=True))
+
+
+def compare_froc(
+    configs: Mapping[str, Sequence[CaseHits]],
+    fp_rates: ArrayLike = LUNA16_FP_RATES,
+    clusters: Sequence | np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    fp_grid: ArrayLike | None = None,
+) -> dict[tuple[str, str], PairedComparison]:
+    """Compare FROCs of configurations scored on the same cases (same order, same lesions)."""
+    names = _names(configs)
+    by_name = froc_bootstraps(configs, fp_rates, clusters, n_boot, seed, level, fp_grid)
     return {(a, b): _paired(by_name[a], by_name[b]) for a, b in combinations(names, 2)}
 
 
@@ -141,6 +171,27 @@ class RocComparison:
 
     delong: DelongTest
     bootstrap: PairedComparison
+
+
+def roc_bootstraps(
+    labels: ArrayLike,
+    configs: Mapping[str, ArrayLike],
+    fprs: ArrayLike = PAPER_FPRS,
+    clusters: Sequence | np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, CurveBootstrap]:
+    """Every configuration's ROC bootstrap on the same resamples of the same labelled samples."""
+    if not configs:
+        raise ValueError("no configurations to bootstrap")
+    names = list(configs)
+    scored = [_roc_inputs(labels, configs[name]) for name in names]
+    points = _checks.rates(fprs, "fprs", upper=1.0)
+    grid = np.linspace(0.0, 1.0, 101)
+    events = [_roc_events(y, s) for y, s in scored]
+    boots = _bootstrap(events, clusters, points, grid, _auc_summary, n_boot, seed, level)
+    return dict(zip(names, boots, strict=True))
 
 
 def compare_roc(
@@ -154,12 +205,7 @@ def compare_roc(
 ) -> dict[tuple[str, str], RocComparison]:
     """Compare ROC curves of configurations that scored the same labelled samples."""
     names = _names(configs)
-    scored = [_roc_inputs(labels, configs[name]) for name in names]
-    points = _checks.rates(fprs, "fprs", upper=1.0)
-    grid = np.linspace(0.0, 1.0, 101)
-    events = [_roc_events(y, s) for y, s in scored]
-    boots = _bootstrap(events, clusters, points, grid, _auc_summary, n_boot, seed, level)
-    by_name = dict(zip(names, boots, strict=True))
+    by_name = roc_bootstraps(labels, configs, fprs, clusters, n_boot, seed, level)
     return {
         (a, b): RocComparison(
             delong=delong_test(labels, configs[a], configs[b]),

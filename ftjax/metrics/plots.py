@@ -169,3 +169,33 @@ def plot_training_curves(
     if title:
         ax.set_title(title)
     return _save(fig, _output_path(out, "training", title or ylabel))
+
+
+def plot_intervals(
+    series: Mapping[str, ArrayLike],
+    out: str | Path,
+    ylabel: str,
+    xlabel: str,
+    title: str = "",
+) -> Path:
+    """Lines with interval bars: each series an (n, 4) array of (x, y, low, high) rows (the
+    reduced-training-set figure: a metric against the share of the training data kept)."""
+    _nonempty(series, "series")
+    fig = Figure(figsize=(5.5, 4.0), dpi=120)
+    ax = fig.add_subplot()
+    for i, (name, rows) in enumerate(series.items()):
+        arr = np.asarray(rows, dtype=float)
+        if arr.ndim != 2 or arr.shape[1] != 4 or not arr.shape[0]:
+            raise ValueError(f"series {name!r} must be (n, 4) rows of x, y, low, high; got "
+                             f"shape {arr.shape}")
+        arr = arr[np.argsort(arr[:, 0])]
+        err = np.abs(np.stack([arr[:, 1] - arr[:, 2], arr[:, 3] - arr[:, 1]]))
+        ax.errorbar(arr[:, 0], arr[:, 1], yerr=np.nan_to_num(err), color=f"C{i % 10}",
+                    marker="o", capsize=3, lw=1.3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return _save(fig, _output_path(out, "intervals", title or ylabel))
