@@ -62,9 +62,25 @@ class TrainConfig:
     app: str = _field("", "application: pe, polyp, frames, or module:function for your own "
                       "(required)")
     tune_from: str = _field("conv1", "shallowest layer that trains (all above it train too); "
-                            "scratch = random init, every layer", TUNE_FROM)
+                            "scratch = random init, every layer; auto = fc8, then one layer "
+                            "deeper at a time while the validation AUC improves (PAPER.md, "
+                            "conclusion 4)", (*TUNE_FROM, "auto"))
+    auto_min_gain: float = _field(-1.0, "--tune_from=auto: the validation AUC gain a deeper "
+                                  "depth must exceed to go on; -1: the gain's own bootstrap "
+                                  "noise (its SD over the validation candidates)",
+                                  check=_range(-1, 1))
+    auto_chain: bool = _field(False, "--tune_from=auto: start each depth from the previous "
+                              "depth's tuned trunk instead of the ImageNet weights (a "
+                              "departure from the paper's independent runs)")
     data: str = _field("synthetic", "synthetic (generated from --data_seed), or DATASET:PATH of "
                        "a public dataset")
+    test_data: str = _field("", "DATASET:PATH of an external test set: train and validate on "
+                            "every case of --data, test on every case of this one (e.g. "
+                            "--data=cvc-clinicdb:DIR --test_data=etis-larib:DIR)")
+    folds: int = _field(0, "grouped K-fold cross-validation by case (patient, video, subject): "
+                        "test on fold --fold of K; 0: the preset's held-out test share",
+                        check=_range(0, 1000))
+    fold: int = _field(0, "with --folds=K: the fold tested, 0..K-1", check=_range(0, 999))
     preset: str = _field("smoke", "smoke: minutes on a laptop CPU; paper: the paper's patch "
                          "counts", tuple(PRESETS))
     app_options: str = _field("", "the application's own settings over its preset, "
@@ -139,6 +155,13 @@ class TrainConfig:
         if not self.app:
             bad("--app is required (pe, polyp, frames, cimt, or module:function for your own "
                 "application)")
+        if self.folds == 1 or (self.folds and self.fold >= self.folds) or \
+                (self.fold and not self.folds):
+            bad(f"--folds={self.folds} --fold={self.fold}: expected K >= 2 folds and a fold "
+                "in 0..K-1 (or --folds=0 and --fold=0: no cross-validation)")
+        if self.folds and self.test_data:
+            bad("--folds and --test_data exclude each other: cross-validate on --data, or test "
+                "on an external set")
         if self.tune_from == "scratch" and self.weights == "imagenet":
             object.__setattr__(self, "weights", "random")  # scratch never loads pretrained weights
         if self.tune_from != "scratch" and self.weights == "random":
@@ -150,6 +173,13 @@ class TrainConfig:
         from ftjax.models.alexnet import AlexNet  # noqa: PLC0415 (config stays jax-free)
 
         return AlexNet(num_classes=num_classes, variant=self.arch, dtype=self.dtype)
+
+    @property
+    def split(self) -> str:
+        """Which cases of --data the application tests on (``ftjax.data.splits.SplitPlan``)."""
+        if self.test_data:
+            return "train"
+        return f"fold={self.fold}/{self.folds}" if self.folds else ""
 
     @property
     def network_input_size(self) -> int:

@@ -30,8 +30,8 @@ import numpy as np
 import optax
 
 import ftjax
+from ftjax import autodepth, layerwise, parallel, scoring, weights
 from ftjax import config as run_config
-from ftjax import layerwise, parallel, scoring, weights
 from ftjax.apps import Application, CandidateSource, PatchSource, make_app, train_presets
 from ftjax.checkpoint import Checkpoints
 from ftjax.config import TrainConfig
@@ -49,6 +49,21 @@ def make_config(app: str, preset: str = "smoke", **overrides: Any) -> TrainConfi
     """The run's config: the trainer's ``preset``, the application's own values for it (its
     ``presets.TRAIN``), then explicit ``overrides`` (None values ignored)."""
     return run_config.make_config(app, preset, train_presets(app), **overrides)
+
+
+def application(config: TrainConfig, data: str | None = None, split: str | None = None
+                ) -> Application:
+    """The run's application on ``--data`` (default), testing on the cases ``config.split``
+    names (``ftjax.data.splits.SplitPlan``)."""
+    return make_app(config.app, config.data if data is None else data, config.preset,
+                    config.data_seed, config.val_fraction, config.app_options,
+                    config.split if split is None else split)
+
+
+def tester_of(config: TrainConfig, app: Application) -> Application:
+    """The application whose test the run reports: ``app``, or with ``--test_data`` the same
+    application on every case of the external test set."""
+    return application(config, config.test_data, "test") if config.test_data else app
 
 
 def load_pretrained(config: TrainConfig) -> layerwise.Params | None:
@@ -135,23 +150,27 @@ def _versions() -> dict[str, str]:
 
 
 def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Application | None = None,
-                       quiet: bool = False,
-                       stop_after_steps: int | None = None) -> dict[str, Any]:
+                       quiet: bool = False, stop_after_steps: int | None = None,
+                       test: bool = True) -> dict[str, Any]:
     """Train per ``config`` in ``workdir`` (resuming if it holds a checkpoint of the same run),
     run the application's test on the best snapshot, write ``results.json`` and the predictions,
     and return the results.
 
     ``stop_after_steps`` ends this invocation after that many global steps without evaluating,
-    as a kill would (for tests and time-sliced jobs).
+    as a kill would (for tests and time-sliced jobs). ``test=False`` skips the test (the results
+    then hold no ``test``): ``--tune_from=auto`` tests only the depth it chooses.
     """
     t_start = time.perf_counter()
     workdir = Path(workdir)
     _check_workdir(config, workdir)
+    if config.tune_from == "auto":
+        return _train_auto(config, workdir, app, quiet, t_start)
     rows = parallel.process_rows(config.batch_size)  # checked before any work
     log = _Log(workdir, quiet)
-    app = app or make_app(config.app, config.data, config.preset, config.data_seed,
-                          config.val_fraction, config.app_options)
-    tag = " [SYNTHETIC data: a demonstration, not a medical result]" if app.synthetic else ""
+    app = app or application(config)
+    tester = tester_of(config, app)  # built first: a wrong --test_data fails before training
+    synthetic = app.synthetic or tester.synthetic
+    tag = " [SYNTHETIC data: a demonstration, not a medical result]" if synthetic else ""
     model = config.model(len(app.classes))
     size = config.network_input_size
 
@@ -289,6 +308,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
             log.record(kind="epoch", epoch=epoch + 1, step=step, train_loss=float(np.mean(losses)),
                        val_auc=auc, best=improved,
                        lr=float(layerwise.lr_schedule(steps_per_epoch, sgd)(step)))
+            if improved:
+                write_validation(workdir, val.labels, probs)
             save(best=improved)
             if preemption.requested:
                 return _preempted(ckpt, log, step)
@@ -300,26 +321,87 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
         if best is None:
             raise TrainingError("no epoch finished: nothing to evaluate")
         t = time.perf_counter()
-        test = run_test(app, model, best[0]["params"], config, workdir, log)
+        tested = run_test(tester, model, best[0]["params"], config, workdir, log) \
+            if test else None
         timings["test_seconds"] = time.perf_counter() - t
     finally:
         preemption.restore()
         ckpt.close()
     timings["total_seconds"] = time.perf_counter() - t_start
     results = {
-        "app": app.name, "synthetic": app.synthetic,
+        "app": app.name, "synthetic": synthetic,
         "note": "SYNTHETIC data: a demonstration of the pipeline, not a medical finding"
-        if app.synthetic else "",
+        if synthetic else "", "test_data": config.test_data or config.data,
         "config": dataclasses.asdict(config), "data": data, "best_epoch": best[1]["best_epoch"],
         "best_val_auc": best[1]["best_auc"], "epochs_run": meta["epoch_done"],
-        "stopped_early": stopped_early, "steps": step, "test": test,
+        "stopped_early": stopped_early, "steps": step,
         "timings": {k: round(v, 3) for k, v in timings.items()}, "versions": _versions(),
+    }
+    if tested is not None:
+        results["test"] = tested
+    if jax.process_index() == 0:
+        write_json(workdir / "results.json", results)
+    if tested is None:
+        log(f"validation AUC {results['best_val_auc']:.4f} (epoch {results['best_epoch']}); "
+            f"not tested{tag}")
+        return results
+    head = tested["headline"]
+    log(f"test: {head['name']} {head['value']:.4f} [{head['low']:.4f}, {head['high']:.4f}]{tag}")
+    log(f"wrote {workdir / 'results.json'} and the predictions beside it")
+    return results
+
+
+def _train_auto(config: TrainConfig, workdir: Path, app: Application | None, quiet: bool,
+                t_start: float) -> dict[str, Any]:
+    """``--tune_from=auto``: each depth of ``ftjax.autodepth``'s walk is a run of its own in
+    ``workdir/auto/<depth>`` (resumable like any run, tested only if chosen); the chosen depth's
+    best snapshot is then tested here, and the path taken and its cost go into the results."""
+    log = _Log(workdir, quiet)
+    app = app or application(config)
+    tester = tester_of(config, app)
+    runs: dict[str, dict[str, Any]] = {}
+
+    def validate(depth: str) -> autodepth.Validation:
+        start = config.weights
+        if config.auto_chain and runs:
+            previous = workdir / "auto" / list(runs)[-1]
+            start = str(weights.save(best_checkpoint(previous)[1], previous / "trunk.npz"))
+        log(f"auto: training {depth}" + (f" from {start}" if start != config.weights else ""))
+        sub = dataclasses.replace(config, tune_from=depth, weights=start)
+        runs[depth] = train_and_evaluate(sub, workdir / "auto" / depth, app, quiet, test=False)
+        return read_validation(workdir / "auto" / depth)
+
+    _claim_workdir(config, workdir)
+    min_gain = None if config.auto_min_gain < 0 else config.auto_min_gain
+    chosen, steps = autodepth.walk(validate, min_gain)
+    for s in steps:
+        gain = "" if s.gain is None else f", gain {s.gain:+.4f} vs noise {s.noise:.4f}"
+        log(f"auto: {s.depth} validation AUC {s.auc:.4f}{gain}"
+            f"{'' if s.went_on else ' -> stop'}")
+    log(f"auto: chose tune_from={chosen} after {len(steps)} depth(s)")
+    sub_config, params, meta = best_checkpoint(workdir / "auto" / chosen)
+    t = time.perf_counter()
+    tested = run_test(tester, sub_config.model(len(app.classes)), params, sub_config, workdir,
+                      log)
+    test_seconds = time.perf_counter() - t
+    seconds = {d: r["timings"]["total_seconds"] for d, r in runs.items()}
+    results = {
+        **{k: v for k, v in runs[chosen].items() if k not in ("config", "timings")},
+        "config": dataclasses.asdict(config),
+        "auto": {"chosen": chosen, "from_previous_depth": config.auto_chain,
+                 "noise": "fixed --auto_min_gain" if min_gain is not None else
+                 "SD of the paired bootstrap AUC gain over the validation candidates",
+                 "path": [dataclasses.asdict(s) for s in steps], "seconds": seconds},
+        "test": tested,
+        "timings": {"auto_seconds": round(sum(seconds.values()), 3),
+                    "test_seconds": round(test_seconds, 3),
+                    "total_seconds": round(time.perf_counter() - t_start, 3)},
     }
     if jax.process_index() == 0:
         write_json(workdir / "results.json", results)
-    log(f"test: {test['headline']['name']} {test['headline']['value']:.4f} "
-        f"[{test['headline']['low']:.4f}, {test['headline']['high']:.4f}]{tag}")
-    log(f"wrote {workdir / 'results.json'} and the predictions beside it")
+    head = tested["headline"]
+    log(f"test (tune_from=auto -> {chosen}): {head['name']} {head['value']:.4f} "
+        f"[{head['low']:.4f}, {head['high']:.4f}]")
     return results
 
 
@@ -348,6 +430,34 @@ def _preempted(ckpt: Checkpoints, log: _Log, step: int) -> dict[str, Any]:
     log(f"SIGTERM: saved the state at step {step}; rerun the same command to resume")
     log.record(kind="preempted", step=step)
     return {"preempted_at_step": step}
+
+
+VALIDATION = "validation.npz"
+
+
+def write_validation(workdir: Path, labels: np.ndarray, probabilities: np.ndarray) -> None:
+    """The best epoch's validation labels and scores (``VALIDATION`` in the workdir, written
+    atomically by process 0): what ``--tune_from=auto`` and the study's top-down walk compare."""
+    if jax.process_index() != 0:
+        return
+    tmp = workdir / (VALIDATION + ".part")
+    with open(tmp, "wb") as f:
+        np.savez(f, labels=np.asarray(labels) != 0,
+                 scores=1.0 - np.asarray(probabilities, np.float64)[:, 0])
+    tmp.replace(workdir / VALIDATION)
+
+
+def read_validation(workdir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A run's best-epoch validation labels and scores (see :func:`write_validation`)."""
+    path = Path(workdir) / VALIDATION
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            labels, scores = np.asarray(f["labels"], bool), np.asarray(f["scores"], np.float64)
+    except (OSError, KeyError, ValueError) as e:
+        raise FileNotFoundError(f"{path}: no readable validation scores ({e})") from e
+    if labels.shape != scores.shape or labels.ndim != 1:
+        raise ValueError(f"{path}: labels {labels.shape} and scores {scores.shape} differ")
+    return labels, scores
 
 
 def validation_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -396,10 +506,9 @@ def evaluate_checkpoint(workdir: str | Path) -> dict[str, Any]:
     predictions and the ``test`` entry of ``results.json``."""
     workdir = Path(workdir)
     config, params, meta = best_checkpoint(workdir)
-    app = make_app(config.app, config.data, config.preset, config.data_seed, config.val_fraction,
-                   config.app_options)
+    app = application(config)
     model = config.model(len(app.classes))
-    test = run_test(app, model, params, config, workdir)
+    test = run_test(tester_of(config, app), model, params, config, workdir)
     results_path = workdir / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results.update({"test": test, "evaluated_checkpoint": meta})
