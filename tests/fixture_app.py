@@ -14,7 +14,7 @@ import numpy as np
 
 from ftjax.apps import ArrayCandidates, ArrayPatches
 from ftjax.apps.protocol import TestResult
-from ftjax.data.splits import VALIDATION_STREAM, split_cases
+from ftjax.data.splits import VALIDATION_STREAM, SplitPlan, split_cases
 from ftjax.predictions import Predictions, headline
 
 SIZE = 16
@@ -37,11 +37,14 @@ class Fixture:
     validation_metric = "candidate AUC (mean over K patches)"
 
     def __init__(self, data_seed: int = 0, val_fraction: float = 0.2, train_cases: int = 8,
-                 patches_per_case: int = 24, k: int = 3):
+                 patches_per_case: int = 24, k: int = 3, split: str = ""):
         self.seed, self.per, self.k = data_seed, patches_per_case, k
-        fit, val = split_cases([f"train{i}" for i in range(train_cases)], val_fraction,
-                               data_seed, VALIDATION_STREAM)
-        self._cases = {"train": fit, "validation": val, "test": [f"test{i}" for i in range(6)]}
+        train, test = [f"train{i}" for i in range(train_cases)], [f"test{i}" for i in range(6)]
+        if split:  # a fold, or an external test set: the cases are divided anew
+            train, test = SplitPlan.parse(split).divide(train + test, 0.4, data_seed)
+        fit, val = split_cases(train, val_fraction, data_seed, VALIDATION_STREAM) if train \
+            else ([], [])
+        self._cases = {"train": fit, "validation": val, "test": test}
 
     def cases(self, split):
         return list(self._cases[split])
@@ -88,8 +91,8 @@ class Fixture:
 
 
 def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
-         val_fraction: float = 0.2) -> Fixture:
-    return Fixture(data_seed=data_seed, val_fraction=val_fraction)
+         val_fraction: float = 0.2, split: str = "") -> Fixture:
+    return Fixture(data_seed=data_seed, val_fraction=val_fraction, split=split)
 
 
 # What the study harness reads of a registered app's presets.STUDY.

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ftjax.data.splits import VALIDATION_STREAM, reduce_cases, split_cases
+from ftjax.data.splits import VALIDATION_STREAM, SplitPlan, k_fold, reduce_cases, split_cases
 
 
 def test_split_is_by_case_seeded_and_disjoint():
@@ -49,3 +49,29 @@ def test_reduction_rejects_bad_input():
         reduce_cases(["a", "b"], np.array([1.0]), 0.5, 0)
     with pytest.raises(ValueError, match="fraction"):
         reduce_cases(["a", "b"], np.ones(2), 0.0, 0)
+
+
+def test_k_fold_tests_every_case_exactly_once_in_folds_of_near_equal_size():
+    cases = [f"v{i}" for i in range(11)]
+    held = [k_fold(cases, 4, k, seed=2)[1] for k in range(4)]
+    assert sorted(sum(held, [])) == sorted(cases)  # each case in exactly one test fold
+    assert sorted(len(h) for h in held) == [2, 3, 3, 3]
+    for k in range(4):
+        kept, out = k_fold(cases, 4, k, seed=2)
+        assert set(kept) | set(out) == set(cases) and not set(kept) & set(out)
+        assert kept == [c for c in cases if c in kept]  # input order kept
+    assert k_fold(cases, 4, 0, seed=3) != k_fold(cases, 4, 0, seed=2)
+    for folds, fold in ((1, 0), (12, 0), (3, 3)):
+        with pytest.raises(ValueError):
+            k_fold(cases, folds, fold, 0)
+
+
+def test_test_split_names_its_cases():
+    cases = [f"p{i}" for i in range(6)]
+    assert SplitPlan.parse("").divide(cases, 0.5, 0) == split_cases(cases, 0.5, 0)
+    assert SplitPlan.parse("fold=1/3").divide(cases, 0.5, 0) == k_fold(cases, 3, 1, 0)
+    assert SplitPlan.parse("train").divide(cases, 0.5, 0) == (cases, [])
+    assert SplitPlan.parse("test").divide(cases, 0.5, 0) == ([], cases)
+    for bad in ("fold=3/3", "fold=0/1", "fold=a/2", "folds", "val"):
+        with pytest.raises(ValueError, match="expected"):
+            SplitPlan.parse(bad)

@@ -210,6 +210,18 @@ def test_predictions_reproduce_the_headline_and_compare_two_runs(finished_run, t
     assert r.returncode == 0 and "DeLong" in r.stdout, r.stderr
 
 
+def test_an_external_test_set_trains_on_every_case_of_data_and_tests_on_every_case_of_its_own(
+        tmp_path):
+    """--test_data: --data has no test split (its cases train and validate), the external set
+    has nothing else (every case tests); the predictions cover all of the external cases."""
+    results = trainer.train_and_evaluate(_config(test_data="synthetic", epochs=1), tmp_path,
+                                         quiet=True)
+    assert results["data"]["training_cases"] + results["data"]["validation_cases"] == 14
+    assert results["test_data"] == "synthetic"
+    assert set(Predictions.read(tmp_path).columns["case"]) == \
+        {f"train{i}" for i in range(8)} | {f"test{i}" for i in range(6)}
+
+
 def test_a_dense_application_runs_through_the_trainer(tmp_path):
     """An application whose test is not candidate scoring (cimt-like: every pixel classified,
     a boundary per column, error in micrometres) trains, selects and tests through the trainer."""

@@ -79,21 +79,25 @@ def study_facts(name: str) -> Mapping[str, Any]:
 
 
 def make_app(name: str, data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
-             val_fraction: float = 0.2, options: str = "") -> Application:
+             val_fraction: float = 0.2, options: str = "", split: str = "") -> Application:
     """Build application ``name`` on ``data`` (``synthetic`` or ``dataset:path``); ``data_seed``
     fixes its synthetic data and its train / validation / test split; ``options`` (the
     ``--app_options`` text, ``NAME=VALUE,...``) override fields of the preset's settings.
 
+    ``split`` names the cases it tests on (``ftjax.data.splits.SplitPlan``: a fold of K-fold
+    cross-validation, none, or all of them for an external test set).
+
     ``name`` may also be ``module:function`` naming a user's own application factory, called as
-    ``factory(data=, preset=, data_seed=, val_fraction=)``, with ``options=`` when given.
+    ``factory(data=, preset=, data_seed=, val_fraction=)``, with ``options=`` and ``split=``
+    when given.
     """
     factory = _factory(name)
-    extra = {"options": options} if options else {}
+    extra = {k: v for k, v in (("options", options), ("split", split)) if v}
     try:
         app = factory(data=data, preset=preset, data_seed=data_seed, val_fraction=val_fraction,
                       **extra)
     except TypeError as e:  # e.g. --app=os:getcwd: a callable, but no application factory
-        called = "data=, preset=, data_seed=, val_fraction=" + (", options=" if extra else "")
+        called = "data=, preset=, data_seed=, val_fraction=" + "".join(f", {k}=" for k in extra)
         raise UnknownApp(f"--app={name}: not an application factory (called as "
                          f"factory({called}): {e})") from e
     missing = [a for a in ("name", "classes", "synthetic", "cases", "training_patches",

@@ -37,7 +37,7 @@ from ftjax.data.patch_dataset import (
     TrainingRecords,
     build_or_load,
 )
-from ftjax.data.splits import VALIDATION_STREAM, split_cases
+from ftjax.data.splits import VALIDATION_STREAM, SplitPlan, split_cases
 
 Log = Callable[[str], None] | None
 
@@ -134,13 +134,15 @@ def with_options(settings: Any, text: str, app: str) -> Any:
 
 
 def from_preset(cls: type, presets: Mapping[str, Any], data: str, preset: str, data_seed: int,
-                val_fraction: float, options: str) -> Any:
+                val_fraction: float, options: str, split: str = "") -> Any:
     """Every candidate app's registry factory: ``cls`` on ``presets[preset]`` with the
-    ``--app_options`` applied."""
+    ``--app_options`` applied, testing on the cases ``split`` names (``SplitPlan.parse``)."""
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r} for the {cls.name} app; expected "
                          f"{tuple(presets)}")
-    return cls(data, with_options(presets[preset], options, cls.name), data_seed, val_fraction)
+    app = cls(data, with_options(presets[preset], options, cls.name), data_seed, val_fraction)
+    app.test_split = SplitPlan.parse(split)
+    return app
 
 
 def _replace_path(obj: Any, path: list[str], value: str, app: str, name: str) -> Any:
@@ -206,6 +208,7 @@ class CandidateApp:
             raise ValueError(f"test_fraction={settings.test_fraction} must be in (0, 1)")
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction={val_fraction} must be in (0, 1)")
+        self.test_split = SplitPlan()  # the factory's ``split``: which cases test
         self._splits: dict[str, tuple[str, ...]] | None = None
         self._spec: DatasetSpec | None = None
         self._dataset: PatchDataset | None = None
@@ -259,11 +262,19 @@ class CandidateApp:
         if self._splits is None:
             cases = self.all_cases()
             where = self.source.root or "synthetic"
-            if len(cases) < 3:
+            role = self.test_split.role
+            need, roles = {"test": (1, "test"), "train": (2, "training and validation")}.get(
+                role, (3, "training, validation and test"))
+            if len(cases) < need:
                 raise ValueError(f"{where}: {len(cases)} case(s); the {self.name} app needs at "
-                                 "least 3 (training, validation and test)")
-            train, test = split_cases(cases, self.settings.test_fraction, self.data_seed)
-            fit, val = split_cases(train, self.val_fraction, self.data_seed, VALIDATION_STREAM)
+                                 f"least {need} ({roles})")
+            try:
+                train, test = self.test_split.divide(cases, self.settings.test_fraction,
+                                                     self.data_seed)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from e
+            fit, val = (split_cases(train, self.val_fraction, self.data_seed, VALIDATION_STREAM)
+                        if train else ([], []))
             self._splits = {"train": tuple(fit), "validation": tuple(val), "test": tuple(test)}
         return self._splits
 

@@ -340,7 +340,8 @@ class CimtApp(CandidateApp):
         pred = Predictions(
             app=self.name, synthetic=self.synthetic,
             metric={"kind": "boundary", "name": "mean absolute boundary error, LI and MA (um)",
-                    "n_boot": n_boot, "seed": seed},
+                    "n_boot": n_boot, "seed": seed, "group_by": "interface",
+                    "groups": {"1": "LI", "2": "MA"}},
             columns={k: np.asarray(v) for k, v in columns.items()}, cases=cases,
             descriptions={"baseline": "row of the baseline (two strongest dark-to-bright "
                                       "transitions per column)",
@@ -471,7 +472,9 @@ def _box(r: Roi) -> Any:
 
 
 def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
-         val_fraction: float = 0.2, options: str = "") -> CimtApp:
+         val_fraction: float = 0.2, options: str = "",
+         split: str = "") -> CimtApp:
     """The registry's factory: ``--app=cimt --data=... --preset=... --data_seed=...
     --app_options=NAME=VALUE,...``."""
-    return from_preset(CimtApp, PRESETS, data, preset, data_seed, val_fraction, options)
+    return from_preset(CimtApp, PRESETS, data, preset, data_seed, val_fraction, options,
+                       split)

@@ -317,7 +317,9 @@ class FramesApp(CandidateApp):
 
 
 def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
-         val_fraction: float = 0.2, options: str = "") -> FramesApp:
+         val_fraction: float = 0.2, options: str = "",
+         split: str = "") -> FramesApp:
     """The registry's factory: ``--app=frames --data=... --preset=... --data_seed=...
     --app_options=NAME=VALUE,...``."""
-    return from_preset(FramesApp, PRESETS, data, preset, data_seed, val_fraction, options)
+    return from_preset(FramesApp, PRESETS, data, preset, data_seed, val_fraction, options,
+                       split)

@@ -26,5 +26,7 @@ STUDY = {
     "metric": "roc",
     "operating_points": (0.10, 0.15, 0.20),
     "figure": {"kind": "roc"},
+    # [paper] frames peak at mid depth: conv4/conv5 best.
+    "paper_depth": "mid",
     "paper_numbers": {},
 }

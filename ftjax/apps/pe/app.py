@@ -291,7 +291,9 @@ class PEApp(CandidateApp):
 
 
 def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
-         val_fraction: float = 0.2, options: str = "") -> PEApp:
+         val_fraction: float = 0.2, options: str = "",
+         split: str = "") -> PEApp:
     """The registry's factory: ``--app=pe --data=... --preset=... --data_seed=...
     --app_options=NAME=VALUE,...``."""
-    return from_preset(PEApp, PRESETS, data, preset, data_seed, val_fraction, options)
+    return from_preset(PEApp, PRESETS, data, preset, data_seed, val_fraction, options,
+                       split)

@@ -22,5 +22,7 @@ STUDY = {
     "headline_at": 2.0,
     "figure": {"kind": "froc", "per": "volume", "x_limits": (0.0, 10.0)},
     # The paper's own figures, for context only (private data: not comparable with ours).
+    # [paper] PE saturates after the fc layers: fc7 beats fc8 alone, deeper layers add little.
+    "paper_depth": "shallow",
     "paper_numbers": {"miccai2015_sensitivity_at_2fp": 0.83},
 }

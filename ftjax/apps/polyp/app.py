@@ -317,7 +317,9 @@ class PolypApp(CandidateApp):
 
 
 def make(data: str = "synthetic", preset: str = "smoke", data_seed: int = 0,
-         val_fraction: float = 0.2, options: str = "") -> PolypApp:
+         val_fraction: float = 0.2, options: str = "",
+         split: str = "") -> PolypApp:
     """The registry's factory: ``--app=polyp --data=... --preset=... --data_seed=...
     --app_options=NAME=VALUE,...``."""
-    return from_preset(PolypApp, PRESETS, data, preset, data_seed, val_fraction, options)
+    return from_preset(PolypApp, PRESETS, data, preset, data_seed, val_fraction, options,
+                       split)

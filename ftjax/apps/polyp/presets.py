@@ -28,5 +28,7 @@ STUDY = {
     "operating_points": (0.001, 0.01, 0.1),
     "headline_at": 0.01,
     "figure": {"kind": "froc", "per": "frame", "log_x": True, "x_limits": (1e-4, 10.0)},
+    # [paper] polyp detection wants all layers: conv1/conv2 best.
+    "paper_depth": "deep",
     "paper_numbers": {},
 }
