@@ -10,12 +10,11 @@ Each run is ``python -m ftjax.train`` in ``OUTDIR/runs/<config>-f<fraction>-s<se
 with a ``results.json`` is never redone, and a stopped one resumes from its checkpoint when the
 sweep is started again. ``--jobs=N`` runs N at once, each pinned to its share of the CPU cores
 (and of ``CUDA_VISIBLE_DEVICES`` when set). Every flag this script does not know (``--weights``,
-``--arch``, ``--preset``, ``--data``, ...) passes through to every run. Outputs:
-``OUTDIR/tables/runs.csv`` (one row per finished run), ``OUTDIR/tables/summary.csv`` (mean and
-spread over seeds) and ``OUTDIR/report.md``.
-
-Groundwork of the study issue: figures, pairwise tests, the paper's conclusions, the shared
-trunk cache and ``--tune_from=auto`` are not here yet (the report says so).
+``--arch``, ``--preset``, ``--data``, ...) passes through to every run. Outputs, all read from the
+runs' files (``experiments.study_report``): ``OUTDIR/tables/*.csv`` (one row per finished run,
+mean and spread over seeds, operating points with intervals, pairwise tests with Holm's
+correction, the reduced-data test, the conclusions), ``OUTDIR/figures/*.png`` and
+``OUTDIR/report.md``.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments import study_report
 from ftjax.apps import study_facts
 
 CONFIGS = ("fc8", "fc7", "fc6", "conv5", "conv4", "conv3", "conv2", "conv1", "scratch")
@@ -40,28 +40,42 @@ CONFIGS = ("fc8", "fc7", "fc6", "conv5", "conv4", "conv3", "conv2", "conv1", "sc
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One trainer run of the study."""
+    """One trainer run of the study (``fold`` of ``folds`` under cross-validation)."""
 
     config: str
     fraction: float
     seed: int
+    fold: int = 0
+    folds: int = 0
 
     @property
     def name(self) -> str:
-        return f"{self.config}-f{self.fraction:g}-s{self.seed}"
+        tail = f"-k{self.fold}" if self.folds else ""
+        return f"{self.config}-f{self.fraction:g}-s{self.seed}{tail}"
+
+    @property
+    def group(self) -> tuple[str, float, int]:
+        """The configuration this run is (a fold of)."""
+        return self.config, self.fraction, self.seed
 
     def argv(self, app: str, outdir: Path, passthrough: Sequence[str]) -> list[str]:
+        folds = [f"--folds={self.folds}", f"--fold={self.fold}"] if self.folds else []
         return [sys.executable, "-m", "ftjax.train", f"--app={app}",
                 f"--tune_from={self.config}", f"--workdir={outdir / 'runs' / self.name}",
-                f"--seed={self.seed}", f"--train_fraction={self.fraction:g}", *passthrough]
+                f"--seed={self.seed}", f"--train_fraction={self.fraction:g}", *folds,
+                *passthrough]
 
 
-def plan(configs: Sequence[str], seeds: int, facts: dict[str, Any]) -> list[Run]:
+def plan(configs: Sequence[str], seeds: int, facts: dict[str, Any],
+         folds: int = 0) -> list[Run]:
     """Every configuration on all the training data, then the paper's reduced training sets
-    for its reduced configurations (those of ``configs``), each seed in turn."""
+    for its reduced configurations (those of ``configs``), each seed in turn; under
+    ``folds=K`` every one of them K times, once per test fold."""
     runs = [Run(c, 1.0, s) for s in range(seeds) for c in configs]
     runs += [Run(c, float(f), s) for s in range(seeds) for f in facts["reduced_fractions"]
              for c in facts["reduced_configs"] if c in configs]
+    if folds:
+        runs = [dataclasses.replace(r, fold=k, folds=folds) for r in runs for k in range(folds)]
     return runs
 
 
@@ -141,8 +155,8 @@ def collect(outdir: Path, runs: Sequence[Run]) -> list[dict[str, Any]]:
             continue
         head = results["test"]["headline"]
         rows.append({"config": run.config, "fraction": run.fraction, "seed": run.seed,
-                     "metric": head["name"], "value": head["value"], "low": head["low"],
-                     "high": head["high"],
+                     **({"fold": run.fold} if run.folds else {}), "metric": head["name"],
+                     "value": head["value"], "low": head["low"], "high": head["high"],
                      "fraction_reached": results["data"].get("train_fraction_reached"),
                      "best_val_auc": results.get("best_val_auc"),
                      "epochs_run": results.get("epochs_run"),
@@ -151,7 +165,8 @@ def collect(outdir: Path, runs: Sequence[Run]) -> list[dict[str, Any]]:
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sample SD of the headline over seeds, per configuration and fraction."""
+    """Mean and sample SD of the headline over seeds, per configuration and fraction (``rows``:
+    one per configuration and seed, its folds pooled)."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["config"], row["fraction"]), []).append(row)
@@ -181,27 +196,34 @@ def _number(x: Any) -> str:
 
 
 def report(app: str, outdir: Path, runs: Sequence[Run]) -> Path:
-    """``tables/runs.csv``, ``tables/summary.csv`` and ``report.md`` from the finished runs."""
+    """The tables, figures and ``report.md`` from the finished runs."""
     rows = collect(outdir, runs)
-    summary = summarise(rows)
     _write_csv(outdir / "tables" / "runs.csv", rows)
-    _write_csv(outdir / "tables" / "summary.csv", summary)
     missing = [r.name for r in runs if finished(outdir, r) is None]
+    groups: dict[tuple[str, float, int], list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    done = [study_report.Finished(*key, tuple(outdir / "runs" / r.name for r in group),
+                                  tuple(finished(outdir, r) for r in group))
+            for key, group in groups.items() if not {r.name for r in group} & set(missing)]
+    sections = study_report.write(app, outdir, done, study_facts(app), CONFIGS)
+    summary = summarise([r for r in sections["points"] if r["headline"]])
+    _write_csv(outdir / "tables" / "summary.csv", summary)
     metric = rows[0]["metric"] if rows else "(no finished run)"
     lines = [f"# Layer-wise study: `{app}`", ""]
     if any(r["synthetic"] for r in rows):
         lines += ["**SYNTHETIC data**: these runs demonstrate the pipeline; they are not a "
                   "medical finding.", ""]
     lines += [f"{len(rows)} of {len(runs)} runs finished. Headline: {metric}.", "",
+              "## Mean and SD over seeds", "",
               "| configuration | training fraction (reached) | seeds | mean | SD |",
               "|---|---|---|---|---|"]
     for s in summary:
         lines.append(f"| {s['config']} | {s['fraction']:g} ({_number(s['fraction_reached'])}) "
                      f"| {s['seeds']} | {_number(s['mean'])} | {_number(s['sd'])} |")
+    lines += [""] + study_report.markdown(outdir, sections)
     if missing:
         lines += ["", f"Not finished (rerun the sweep to continue): {', '.join(missing)}."]
-    lines += ["", "Not in this report yet: the figures, the pairwise tests between "
-              "configurations and the paper's four conclusions."]
     path = outdir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -213,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outdir", required=True, type=Path)
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--folds", type=int, default=0,
+                        help="grouped K-fold cross-validation: every run once per test fold, "
+                        "the folds' predictions pooled in the report")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--print_commands", action="store_true")
     parser.add_argument("--report_only", action="store_true")
@@ -223,11 +248,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--configs: unknown {unknown}; expected some of {', '.join(CONFIGS)}")
     if args.seeds < 1 or args.jobs < 1:
         parser.error("--seeds and --jobs must be >= 1")
+    if args.folds == 1 or args.folds < 0:
+        parser.error(f"--folds={args.folds}: expected 0 (no cross-validation) or K >= 2")
     try:
         facts = dict(study_facts(args.app))
     except ValueError as e:
         parser.error(str(e))
-    runs = plan(configs, args.seeds, facts)
+    runs = plan(configs, args.seeds, facts, args.folds)
     if args.print_commands:
         for run in runs:
             print(" ".join(run.argv(args.app, args.outdir, passthrough)))

@@ -26,7 +26,7 @@ import csv
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,30 @@ class Predictions:
                 raise PredictionsError(f"{directory / CSV}: column {name!r}: {e}") from e
         return cls(app=meta["app"], synthetic=bool(meta["synthetic"]), metric=meta["metric"],
                    columns=columns, cases=meta["cases"], descriptions=meta.get("columns", {}))
+
+
+def concatenate(parts: Sequence[Predictions]) -> Predictions:
+    """Predictions of disjoint test sets as one (the K folds of a cross-validation: every case
+    tested once, the metric computed over all of them)."""
+    if not parts:
+        raise PredictionsError("no predictions to concatenate")
+    first = parts[0]
+    cases: dict[str, Mapping[str, Any]] = {}
+    for part in parts:
+        if (part.app, part.metric.get("kind"), part.metric.get("name")) != \
+                (first.app, first.metric.get("kind"), first.metric.get("name")):
+            raise PredictionsError(f"cannot pool {part.app}/{part.metric.get('name')} with "
+                                   f"{first.app}/{first.metric.get('name')}")
+        if set(part.columns) != set(first.columns):
+            raise PredictionsError(f"the parts have different columns: {sorted(part.columns)} "
+                                   f"vs {sorted(first.columns)}")
+        twice = sorted(set(part.cases) & set(cases))
+        if twice:
+            raise PredictionsError(f"case {twice[0]!r} is in two parts (folds must be disjoint)")
+        cases.update(part.cases)
+    columns = {k: np.concatenate([p.columns[k] for p in parts]) for k in first.columns}
+    return dataclasses.replace(first, synthetic=any(p.synthetic for p in parts),
+                               columns=columns, cases=cases)
 
 
 def _plain(x: Any) -> Any:

@@ -76,3 +76,24 @@ def test_a_sweep_killed_part_way_continues_and_reports_the_runs_numbers(tmp_path
         assert float(row["fraction_reached"]) == results["data"]["train_fraction_reached"]
     text = (tmp_path / "report.md").read_text()
     assert "SYNTHETIC" in text and "2 of 2 runs finished" in text
+
+
+def test_folds_pool_every_test_fold_into_one_prediction_per_configuration(tmp_path):
+    """--folds=2: each run once per fold, the folds' predictions pooled so that every case is
+    tested exactly once, the pooled headline in the summary."""
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{TESTS.parent}"}
+    r = subprocess.run([sys.executable, "-m", "experiments.layerwise", "--app=fixture_app:make",
+                        f"--outdir={tmp_path}", "--configs=scratch", "--folds=2", "--jobs=2",
+                        *TRAIN], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "0 of 4 runs already finished" in r.stdout
+    from ftjax.predictions import Predictions, concatenate, headline
+
+    folds = [Predictions.read(tmp_path / "runs" / f"scratch-f1-s0-k{k}") for k in (0, 1)]
+    assert not set(folds[0].cases) & set(folds[1].cases)
+    pooled = concatenate(folds)
+    assert len(pooled.cases) == 14  # all of the fixture's cases, each tested once
+    with open(tmp_path / "tables" / "summary.csv") as f:
+        summary = {(r["config"], float(r["fraction"])): r for r in csv.DictReader(f)}
+    assert float(summary[("scratch", 1.0)]["mean"]) == pytest.approx(headline(pooled).value)
+    assert "fold" in (tmp_path / "tables" / "runs.csv").read_text().splitlines()[0]
