@@ -113,9 +113,10 @@ class TrainConfig:
                                "(TPU VM pods)")
     input_size: int = _field(0, "network input side; 0: the variant's own (227 caffe, 224 "
                              "torchvision)", check=_INPUT_SIZE)
-    cache_trunk_gib: float = _field(4.0, "fc6..fc8 tuning: cache the frozen trunk's features "
-                                    "when they fit in this many GiB (0: never)",
-                                    check=_NONNEGATIVE)
+    cache_trunk_gib: float = _field(4.0, "tuning above conv1: the frozen trunk's features are "
+                                    "computed once into $FTJAX_CACHE/trunk (shared by a sweep's "
+                                    "runs), held in memory up to this many GiB and memory-mapped "
+                                    "beyond (0: never cache)", check=_NONNEGATIVE)
     # The paper's Caffe SGD.
     base_lr: float = _field(0.001, "learning rate of the tuned layers",
                             check=_range(0, 10, low_open=True))

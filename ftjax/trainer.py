@@ -30,15 +30,15 @@ import numpy as np
 import optax
 
 import ftjax
-from ftjax import autodepth, layerwise, parallel, scoring, weights
+from ftjax import autodepth, layerwise, parallel, scoring, trunk_cache, weights
 from ftjax import config as run_config
-from ftjax.apps import Application, CandidateSource, PatchSource, make_app, train_presets
+from ftjax.apps import Application, make_app, train_presets
 from ftjax.checkpoint import Checkpoints
 from ftjax.config import TrainConfig
 from ftjax.data.splits import reduce_cases
 from ftjax.input_pipeline import balanced_epoch, batches, prefetch
 from ftjax.metrics import roc_auc
-from ftjax.models import LAYERS, AlexNet
+from ftjax.models import AlexNet
 
 
 class TrainingError(ValueError):
@@ -215,7 +215,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
                               lr_decay_per_epoch=config.lr_decay_per_epoch)
     optimizer = layerwise.make_optimizer(config.tune_from, steps_per_epoch, sgd)
     prepare = functools.partial(scoring.prepare, variant=config.arch, size=size)
-    cache = _cache_trunk(config, model, params, fit, val, prepare, log)
+    cache = trunk_cache.build(model, params, config.tune_from, size, fit, val, prepare,
+                              config.cache_trunk_gib, log)
     start = cache.start if cache else "conv1"
     strategy = parallel.make_strategy(config.parallel, lambda axis: layerwise.make_train_step(
         model, optimizer, start=start, prepare=None if cache else prepare, axis_name=axis))
@@ -242,7 +243,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
 
     key = jax.random.key(config.seed)
     step = meta["step"]
-    timings = {"train_seconds": 0.0, "validation_seconds": 0.0}
+    timings = {"train_seconds": 0.0, "validation_seconds": 0.0,
+               "trunk_seconds": cache.seconds if cache else 0.0}
     stopped_early = False
 
     def save(best: bool) -> None:
@@ -287,7 +289,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
                     if not mid_save:
                         save(best=False)
                     return _preempted(ckpt, log, step)
-            timings["train_seconds"] += time.perf_counter() - t_epoch
+            epoch_seconds = time.perf_counter() - t_epoch  # of the steps run by this process
+            timings["train_seconds"] += epoch_seconds
 
             t = time.perf_counter()
             params_now = layerwise.merge(*strategy.local((trainable, frozen)))
@@ -297,7 +300,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
                 probs = scoring.Scorer(model, params_now, size=size,
                                        chunk=config.eval_chunk).score(val)
             auc = validation_auc(val.labels, probs)
-            timings["validation_seconds"] += time.perf_counter() - t
+            validation_seconds = time.perf_counter() - t
+            timings["validation_seconds"] += validation_seconds
             improved = auc > meta["best_auc"]
             meta.update(step=step, epoch_done=epoch + 1,
                         bad_epochs=0 if improved else meta["bad_epochs"] + 1)
@@ -306,7 +310,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
             log(f"epoch {epoch + 1}/{config.epochs}: train loss {np.mean(losses):.4f}, "
                 f"validation AUC {auc:.4f}{' (best)' if improved else ''}")
             log.record(kind="epoch", epoch=epoch + 1, step=step, train_loss=float(np.mean(losses)),
-                       val_auc=auc, best=improved,
+                       val_auc=auc, best=improved, train_seconds=epoch_seconds,
+                       validation_seconds=validation_seconds,
                        lr=float(layerwise.lr_schedule(steps_per_epoch, sgd)(step)))
             if improved:
                 write_validation(workdir, val.labels, probs)
@@ -514,68 +519,6 @@ def evaluate_checkpoint(workdir: str | Path) -> dict[str, Any]:
     results.update({"test": test, "evaluated_checkpoint": meta})
     write_json(results_path, results)
     return results
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _TrunkCache:
-    """The frozen trunk's output for every training patch and validation candidate patch."""
-
-    start: str  # the block a step starts from (layerwise.cached_start)
-    fit: np.ndarray  # [N, ...] features of the training patches
-    val: np.ndarray  # [C, K, ...] features of the validation candidates' patches
-
-    def validation_probabilities(self, model: AlexNet, params: Any) -> np.ndarray:
-        """Mean class probabilities per validation candidate, running only the blocks above."""
-        head = _jit_head(model, self.start)
-        flat = self.val.reshape(-1, *self.val.shape[2:])
-        probs = np.concatenate([np.asarray(head(params, flat[lo:lo + 512]))
-                                for lo in range(0, len(flat), 512)] or
-                               [np.zeros((0, model.num_classes), np.float32)])
-        return probs.reshape(*self.val.shape[:2], -1).mean(axis=1)
-
-
-def _cache_trunk(config: TrainConfig, model: AlexNet, params: Any, fit: PatchSource,
-                 val: CandidateSource, prepare: Callable, log: _Log) -> _TrunkCache | None:
-    """Frozen-trunk features of every training patch and validation patch, computed once.
-
-    With fc6..fc8 tuning the frozen layers see the same patches every epoch, so their output
-    (inference mode: dropout belongs to the block it feeds, which the step runs) replaces them,
-    and each step costs only the layers from ``layerwise.cached_start`` up. Skipped for deeper
-    tuning, whose trunk outputs are large feature maps, and when the features would not fit in
-    ``--cache_trunk_gib``.
-    """
-    start = layerwise.cached_start(config.tune_from, config.arch)
-    stop = LAYERS[LAYERS.index(start) - 1] if start != LAYERS[0] else None
-    if not config.cache_trunk_gib or stop not in ("conv5", "fc6", "fc7"):
-        return None
-    size = config.network_input_size
-    out = jax.eval_shape(lambda x: model.apply({"params": params}, x, stop=stop),
-                         jax.ShapeDtypeStruct((1, size, size, 3), np.float32))
-    val_patches = val.patches(np.arange(len(val)))
-    n = len(fit) + int(np.prod(val_patches.shape[:2]))
-    gib = n * math.prod(out.shape[1:]) * 4 / 2**30
-    if gib > config.cache_trunk_gib:
-        log(f"not caching the frozen trunk: {gib:.1f} GiB > --cache_trunk_gib")
-        return None
-    trunk = jax.jit(lambda p, x: model.apply({"params": p}, prepare(x), stop=stop))
-    t = time.perf_counter()
-
-    def features(images: Any, count: int) -> np.ndarray:
-        chunks = [np.asarray(trunk(params, images[np.arange(lo, min(count, lo + 256))]))
-                  for lo in range(0, count, 256)]
-        return np.concatenate(chunks) if chunks else np.zeros((0, *out.shape[1:]), np.float32)
-
-    flat_val = val_patches.reshape(-1, *val_patches.shape[2:])
-    cache = _TrunkCache(start, features(fit, len(fit)),
-                        features(flat_val, len(flat_val)).reshape(*val_patches.shape[:2], -1))
-    log(f"cached the frozen trunk (conv1..{stop}) for {n} patches: {gib:.2f} GiB in "
-        f"{time.perf_counter() - t:.1f} s; steps start at {start}")
-    return cache
-
-
-@functools.lru_cache(maxsize=8)
-def _jit_head(model: AlexNet, start: str) -> Callable:
-    return jax.jit(lambda p, x: jax.nn.softmax(model.apply({"params": p}, x, start=start), -1))
 
 
 def _flush(pending: list, log: _Log, step: int, epoch: int, i: int, steps_per_epoch: int,

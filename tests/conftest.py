@@ -10,6 +10,18 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 import pytest  # noqa: E402 (after the environment above)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_outside_home(tmp_path_factory):
+    """Whatever a test caches (data sets, trunk features) goes to a temporary folder unless
+    ``FTJAX_CACHE`` names one (CI's)."""
+    if os.environ.get("FTJAX_CACHE"):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FTJAX_CACHE", str(tmp_path_factory.mktemp("ftjax_session_cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """A fresh data-set cache (``FTJAX_CACHE``) per test module."""

@@ -267,26 +267,28 @@ def test_evaluate_cli_errors_are_clear(tmp_path):
     assert r.returncode == 1 and "config.json" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_shallow_tuning_caches_the_frozen_trunk(tmp_path, capsys):
-    """fc7 tuning computes the frozen trunk once; frozen layers stay exactly the given weights."""
+@pytest.mark.parametrize("tune_from, below", [("fc7", "fc6"), ("conv4", "conv3")])
+def test_tuning_above_conv1_caches_the_frozen_trunk(tmp_path, capsys, cache, tune_from, below):
+    """The frozen trunk is computed once; frozen layers stay exactly the given weights, and the
+    run ends as the uncached one does (dropout on in both)."""
     from ftjax import layerwise, weights
 
     trunk = layerwise.init_params(None, "scratch", 2, "caffe", jax.random.key(5), size=67)
     weights.save(jax.device_get(trunk), tmp_path / "trunk.npz")
-    cfg = _config(tune_from="fc7", weights=str(tmp_path / "trunk.npz"), epochs=1)
-    trainer.train_and_evaluate(cfg, tmp_path / "fc7")
+    cfg = _config(tune_from=tune_from, weights=str(tmp_path / "trunk.npz"), epochs=1)
+    results = trainer.train_and_evaluate(cfg, tmp_path / "cached")
     out = capsys.readouterr().out
-    assert "cached the frozen trunk (conv1..fc6)" in out and "steps start at fc7" in out
-    params, meta = _params(tmp_path / "fc7")
-    for layer in layerwise.frozen_layers("fc7"):
+    assert f"frozen trunk (conv1..{below})" in out and f"steps start at {tune_from}" in out
+    assert results["timings"]["trunk_seconds"] > 0
+    params, meta = _params(tmp_path / "cached")
+    for layer in layerwise.frozen_layers(tune_from):
         np.testing.assert_array_equal(params[layer]["kernel"], trunk[layer]["kernel"])
-    assert not np.array_equal(params["fc7"]["kernel"], trunk["fc7"]["kernel"])
-    # The cache is only a speed-up: without it (dropout on in both) the run ends the same.
+    assert not np.array_equal(params[tune_from]["kernel"], trunk[tune_from]["kernel"])
     uncached = trainer.train_and_evaluate(dataclasses.replace(cfg, cache_trunk_gib=0.0),
-                                          tmp_path / "fc7_uncached", quiet=True)
-    assert uncached["best_val_auc"] == pytest.approx(meta["best_auc"], abs=1e-6)
-    chex.assert_trees_all_close(_params(tmp_path / "fc7_uncached")[0], params, rtol=1e-4,
-                                atol=1e-6)
+                                          tmp_path / "uncached", quiet=True)
+    assert uncached["best_val_auc"] == pytest.approx(meta["best_auc"], abs=1e-5)
+    chex.assert_trees_all_close(_params(tmp_path / "uncached")[0], params, rtol=1e-4,
+                                atol=1e-5)
 
 
 def test_a_workdir_without_checkpoints_takes_a_corrected_configuration(tmp_path):
