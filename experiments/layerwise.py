@@ -36,6 +36,9 @@ from experiments import study_report
 from ftjax.apps import study_facts
 
 CONFIGS = ("fc8", "fc7", "fc6", "conv5", "conv4", "conv3", "conv2", "conv1", "scratch")
+# The order runs start in: each depth's frozen trunk (``ftjax.trunk_cache``) is then computed
+# from the one cached just before it, so the sweep pays for one forward pass of the trunk.
+RUN_ORDER = ("conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8", "conv1", "scratch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +71,10 @@ class Run:
 
 def plan(configs: Sequence[str], seeds: int, facts: dict[str, Any],
          folds: int = 0) -> list[Run]:
-    """Every configuration on all the training data, then the paper's reduced training sets
-    for its reduced configurations (those of ``configs``), each seed in turn; under
-    ``folds=K`` every one of them K times, once per test fold."""
+    """Every configuration on all the training data (in ``RUN_ORDER``), then the paper's reduced
+    training sets for its reduced configurations (those of ``configs``), each seed in turn;
+    under ``folds=K`` every one of them K times, once per test fold."""
+    configs = sorted(configs, key=RUN_ORDER.index)
     runs = [Run(c, 1.0, s) for s in range(seeds) for c in configs]
     runs += [Run(c, float(f), s) for s in range(seeds) for f in facts["reduced_fractions"]
              for c in facts["reduced_configs"] if c in configs]

@@ -490,6 +490,8 @@ def write(app: str, outdir: Path, finished: Sequence[Finished], facts: Mapping[s
     point_rows, pair_rows, reduced_rows, verdicts, figure_paths, walks = [], [], [], {}, [], {}
     problems = []
     kind = ""
+    rank = {c: i for i, c in enumerate(order)}
+    finished = sorted(finished, key=lambda r: (r.seed, -r.fraction, rank.get(r.config, 99)))
     for seed in seeds:
         runs = {f"{r.config}@{r.fraction:g}": r for r in finished if r.seed == seed}
         preds = {}
@@ -526,8 +528,10 @@ def write(app: str, outdir: Path, finished: Sequence[Finished], facts: Mapping[s
                           conclusion3(kind, full, pairs, facts), c4]
         if seed == seeds[0]:
             full_preds = {runs[k].config: p for k, p in preds.items() if runs[k].fraction == 1.0}
+            synthetic = any(p.synthetic for p in preds.values())
+            title = f"{app} seed {seed}" + (" SYNTHETIC data" if synthetic else "")
             figure_paths = figures(outdir, kind, facts, full_preds, by_key, runs,
-                                   title=f"{app} seed {seed}") if full_preds else []
+                                   title=title) if full_preds else []
     tables = {"operating_points": _write_csv(outdir / "tables" / "operating_points.csv",
                                              point_rows),
               "pairwise": _write_csv(outdir / "tables" / "pairwise.csv", pair_rows),

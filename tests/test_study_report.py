@@ -141,8 +141,9 @@ def test_the_conclusions_follow_the_paired_tests(froc_study):
              _rows(out / "tables" / "conclusions.csv")}
     assert table[("0", "2")] == "supported"
     names = {p.name for p in sections["figures"]}
-    assert {"froc_demo_seed_0.png", "intervals_demo_seed_0_reduced_training_sets.png",
-            "training_demo_seed_0_convergence.png"} <= names
+    assert {"froc_demo_seed_0_synthetic_data.png",  # SYNTHETIC in every figure's title
+            "intervals_demo_seed_0_synthetic_data_reduced_training_sets.png",
+            "training_demo_seed_0_synthetic_data_convergence.png"} <= names
     assert all(p.stat().st_size > 1000 for p in sections["figures"])
 
 
@@ -191,5 +192,5 @@ def test_boundary_studies_report_each_interface_beside_the_papers_numbers(tmp_pa
         points[("conv1", "MA error (um)")]["value"])
     c1 = sections["verdicts"][0][0]
     assert c1.verdict == "supported"  # conv1 (best on validation) errs less than scratch
-    assert {p.name for p in sections["figures"]} >= {"boxplot_demo_seed_0_li.png",
-                                                     "boxplot_demo_seed_0_ma.png"}
+    assert {p.name for p in sections["figures"]} >= {
+        "boxplot_demo_seed_0_synthetic_data_li.png", "boxplot_demo_seed_0_synthetic_data_ma.png"}
