@@ -42,6 +42,14 @@ def app(cache):
     return app
 
 
+def test_the_benchmarks_disk_feed_reads_the_data_sets_training_patches(app):
+    from experiments.bench.accelerator import disk_feed_rate
+
+    rates = disk_feed_rate(app.dataset().path, batch=8, batches=3)
+    assert rates["patches"] == len(app.training_patches(app.cases("train")))
+    assert rates["read_patches_per_s"] > 0 and rates["batches_patches_per_s"] > 0
+
+
 def test_protocol_and_split_by_patient(app):
     assert isinstance(app, Application)
     assert app.name == "pe" and app.classes == ("background", "pe") and app.synthetic

@@ -86,9 +86,11 @@ def forward_flops(arch: str, size: int) -> dict[str, float]:
 
 def step_flops(per_layer: dict[str, float], tune_from: str) -> float:
     """One image's training FLOPs: the whole forward, and for every tuned layer its weight
-    gradient and (except conv1) its input gradient, each about one forward of the layer."""
+    gradient and (except the first tuned layer, below which nothing is differentiated) its
+    input gradient, each about one forward of the layer."""
     tuned = layerwise.trainable_layers(tune_from)
-    backward = sum(per_layer[layer] * (1 if layer == "conv1" else 2) for layer in tuned)
+    backward = sum(per_layer[layer] * (1 if i == 0 else 2)
+                   for i, layer in enumerate(sorted(tuned, key=LAYERS.index)))
     return sum(per_layer.values()) + backward
 
 
@@ -146,6 +148,28 @@ def feed_rate(batch: int, batches: int, stored: int = 50_000) -> float:
     return batch * batches / (time.perf_counter() - start)
 
 
+def disk_feed_rate(path: Path, batch: int, batches: int) -> dict[str, float]:
+    """What a training run's own input path does with a cached patch data set on disk: the real
+    reader (``ftjax.data.patch_dataset``, imported here only: it needs the data libraries)
+    reads the training split into memory once, then each step gathers a random batch and
+    transfers it. Returns both rates in patches/s."""
+    from ftjax.data.patch_dataset import PatchDataset  # noqa: PLC0415 (data libraries)
+
+    start = time.perf_counter()
+    records = PatchDataset(path).training()
+    read = len(records) / (time.perf_counter() - start)
+    rng = np.random.default_rng(0)
+    n = len(records)
+    jax.block_until_ready(jax.device_put(records.patches[:batch]))
+    start = time.perf_counter()
+    for _ in range(batches):
+        out = jax.device_put(records.patches[np.sort(rng.choice(n, min(batch, n),
+                                                                replace=False))])
+    jax.block_until_ready(out)
+    return {"patches": n, "read_patches_per_s": read,
+            "batches_patches_per_s": min(batch, n) * batches / (time.perf_counter() - start)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", default="caffe", choices=("caffe", "torchvision"))
@@ -157,6 +181,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=54, help="patches per candidate (pe: 54)")
     parser.add_argument("--chunk", type=int, default=64, help="candidates per scoring call")
     parser.add_argument("--out", default="accelerator.json")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="also time a cached patch data set on disk (a folder under "
+                        "$FTJAX_CACHE/datasets/APP/) through the real reader")
     args = parser.parse_args()
     depths = [d for d in args.depths.split(",") if d]
     unknown = sorted(set(depths) - set(LAYERS) - {"scratch"})
@@ -194,6 +221,11 @@ def main() -> None:
     out["host_feed_patches_per_s"] = feed_rate(args.batch, 50)
     print(f"host feed (memory -> device-ready batch): {out['host_feed_patches_per_s']:.0f} "
           "patches/s")
+    if args.dataset is not None:
+        disk = out["host_feed_from_disk"] = disk_feed_rate(args.dataset, args.batch, 50)
+        print(f"host feed from {args.dataset}: read {disk['patches']} training patches at "
+              f"{disk['read_patches_per_s']:.0f} patches/s, then batches at "
+              f"{disk['batches_patches_per_s']:.0f} patches/s")
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")
 
