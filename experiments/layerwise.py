@@ -20,7 +20,6 @@ correction, the reduced-data test, the conclusions), ``OUTDIR/figures/*.png`` an
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -187,14 +186,6 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["config"])
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _number(x: Any) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4g}"
 
@@ -202,7 +193,7 @@ def _number(x: Any) -> str:
 def report(app: str, outdir: Path, runs: Sequence[Run]) -> Path:
     """The tables, figures and ``report.md`` from the finished runs."""
     rows = collect(outdir, runs)
-    _write_csv(outdir / "tables" / "runs.csv", rows)
+    study_report.write_csv(outdir / "tables" / "runs.csv", rows)
     missing = [r.name for r in runs if finished(outdir, r) is None]
     groups: dict[tuple[str, float, int], list[Run]] = {}
     for r in runs:
@@ -212,7 +203,7 @@ def report(app: str, outdir: Path, runs: Sequence[Run]) -> Path:
             for key, group in groups.items() if not {r.name for r in group} & set(missing)]
     sections = study_report.write(app, outdir, done, study_facts(app), CONFIGS)
     summary = summarise([r for r in sections["points"] if r["headline"]])
-    _write_csv(outdir / "tables" / "summary.csv", summary)
+    study_report.write_csv(outdir / "tables" / "summary.csv", summary)
     metric = rows[0]["metric"] if rows else "(no finished run)"
     lines = [f"# Layer-wise study: `{app}`", ""]
     if any(r["synthetic"] for r in rows):

@@ -28,7 +28,7 @@ from ftjax.metrics._checks import bootstrap_counts, percentile_interval
 from ftjax.predictions import (
     Predictions,
     PredictionsError,
-    _aligned,
+    align,
     case_errors_um,
     concatenate,
     froc_hits,
@@ -176,7 +176,7 @@ def shared_points(preds: Mapping[str, Predictions],
                   roc_fprs: Sequence[float] = (0.1, 0.15, 0.2)) -> dict[str, Points]:
     """Every run's operating points on one set of resamples (runs tested on the same items)."""
     first = next(iter(preds.values()))
-    aligned = {k: _aligned(first, p) for k, p in preds.items()}
+    aligned = {k: align(first, p) for k, p in preds.items()}
     kind = first.metric["kind"]
     if kind == "froc":
         return _froc_points(aligned)
@@ -415,7 +415,8 @@ def conclusion4(kind: str, full: Mapping[str, Points], runs: Mapping[str, Finish
 
 
 # ----------------------------------------------------------------------------- files
-def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """``rows`` as a CSV file, the columns every row's keys in order of appearance."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = list(dict.fromkeys(k for row in rows for k in row)) or ["empty"]
     with open(path, "w", newline="") as f:
@@ -436,7 +437,7 @@ def figures(outdir: Path, kind: str, facts: Mapping[str, Any], full: Mapping[str
     first = next(iter(full.values()))
     fig = dict(facts.get("figure", {}))
     if kind == "froc":
-        hits = {k: froc_hits(_aligned(first, p)) for k, p in full.items()}
+        hits = {k: froc_hits(align(first, p)) for k, p in full.items()}
         clusters = [str(c["cluster"]) for c in first.cases.values()]
         bands = metrics.froc_bootstraps(hits, [float(x) for x in first.metric["operating_points"]],
                                         clusters=clusters, n_boot=int(first.metric.get("n_boot",
@@ -447,7 +448,7 @@ def figures(outdir: Path, kind: str, facts: Mapping[str, Any], full: Mapping[str
                                      per=first.metric.get("per", "case"), title=title))
     elif kind == "roc":
         labels = first.columns["truth"] != 0
-        scores = {k: _aligned(first, p).columns["score"] for k, p in full.items()}
+        scores = {k: align(first, p).columns["score"] for k, p in full.items()}
         clusters = [str(first.cases[c]["cluster"]) for c in first.columns["case"]]
         bands = metrics.roc_bootstraps(labels, scores, clusters=clusters)
         paths.append(plots.plot_roc({k: metrics.roc_curve(labels, s) for k, s in scores.items()},
@@ -455,7 +456,7 @@ def figures(outdir: Path, kind: str, facts: Mapping[str, Any], full: Mapping[str
     else:
         groups = np.array(_groups(first))
         for g in dict.fromkeys(groups):
-            errors = {k: case_errors_um(_aligned(first, p))[groups == g] for k, p in full.items()}
+            errors = {k: case_errors_um(align(first, p))[groups == g] for k, p in full.items()}
             errors = {k: v[np.isfinite(v)] for k, v in errors.items() if np.isfinite(v).any()}
             if errors:
                 paths.append(plots.plot_boxplots(errors, out, ylabel=f"{g} error (um)",
@@ -532,11 +533,11 @@ def write(app: str, outdir: Path, finished: Sequence[Finished], facts: Mapping[s
             title = f"{app} seed {seed}" + (" SYNTHETIC data" if synthetic else "")
             figure_paths = figures(outdir, kind, facts, full_preds, by_key, runs,
                                    title=title) if full_preds else []
-    tables = {"operating_points": _write_csv(outdir / "tables" / "operating_points.csv",
+    tables = {"operating_points": write_csv(outdir / "tables" / "operating_points.csv",
                                              point_rows),
-              "pairwise": _write_csv(outdir / "tables" / "pairwise.csv", pair_rows),
-              "reduced": _write_csv(outdir / "tables" / "reduced_data.csv", reduced_rows),
-              "conclusions": _write_csv(outdir / "tables" / "conclusions.csv",
+              "pairwise": write_csv(outdir / "tables" / "pairwise.csv", pair_rows),
+              "reduced": write_csv(outdir / "tables" / "reduced_data.csv", reduced_rows),
+              "conclusions": write_csv(outdir / "tables" / "conclusions.csv",
                                         [{"seed": s, **dataclasses.asdict(v)}
                                          for s, vs in verdicts.items() for v in vs])}
     paper = facts.get("paper_table")
@@ -550,7 +551,7 @@ def write(app: str, outdir: Path, finished: Sequence[Finished], facts: Mapping[s
                 row[f"ours_{col}_{paper['unit']}"] = ours.get((config, f"{col} error (um)"))
                 row[f"paper_{col}_{paper['unit']}"] = v
             paper_rows.append(row)
-        tables["paper"] = _write_csv(outdir / "tables" / "paper_numbers.csv", paper_rows)
+        tables["paper"] = write_csv(outdir / "tables" / "paper_numbers.csv", paper_rows)
     return {"kind": kind, "seeds": seeds, "points": point_rows, "pairs": pair_rows,
             "reduced": reduced_rows, "verdicts": verdicts, "figures": figure_paths,
             "tables": tables, "paper": paper, "paper_rows": paper_rows, "walks": walks,

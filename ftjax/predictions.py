@@ -250,7 +250,7 @@ def cluster_bootstrap_mean(values: np.ndarray, clusters: list[str], n_boot: int,
 
 
 # ----------------------------------------------------------------------------- comparisons
-def _aligned(a: Predictions, b: Predictions) -> Predictions:
+def align(a: Predictions, b: Predictions) -> Predictions:
     """``b`` reordered to ``a``'s items; an error unless both scored the same items and cases."""
     if a.metric["kind"] != b.metric["kind"] or a.app != b.app:
         raise PredictionsError(f"not comparable: {a.app}/{a.metric['kind']} vs "
@@ -277,7 +277,7 @@ def compare(a: Predictions, b: Predictions, n_boot: int | None = None,
     ROC: DeLong's paired AUC test and a paired bootstrap (over clusters) at the AUC.
     Boundary: paired cluster bootstrap of the difference of the mean errors.
     """
-    b = _aligned(a, b)
+    b = align(a, b)
     m = a.metric
     n_boot = int(m.get("n_boot", 1000) if n_boot is None else n_boot)
     seed = int(m.get("seed", 0) if seed is None else seed)
