@@ -1,0 +1,211 @@
+"""Where a training step's time goes, ftjax against PyTorch, operation by operation.
+
+    python -m experiments.bench.profile_ops [--variant=caffe] [--batch=32] [--out=ops.json]
+
+For every block of the network (conv1 .. fc8, each with its ReLU, LRN and pooling), its forward
+and its backward (the gradients of its parameters and, above conv1, of its input), in each
+framework on the same shapes; then LRN and max pooling alone (conv1's output), the whole
+optimizer update of all parameters (Caffe's SGD: ftjax's optax chain against torch.optim.SGD),
+and the machine's matrix-product peak in both (a 2048 x 2048 float32 product). Calls alternate
+between the frameworks over rounds and medians are reported, in milliseconds. Prints the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from experiments.torch_reference import build
+from ftjax import layerwise
+from ftjax.models import LAYERS, AlexNet, input_size
+from ftjax.models.alexnet import lrn, max_pool
+
+CLASSES = 2
+# The torch modules of each ftjax block: (sequential, first index, end index).
+BLOCKS = {
+    "caffe": {"conv1": ("features", 0, 4), "conv2": ("features", 4, 8),
+              "conv3": ("features", 8, 10), "conv4": ("features", 10, 12),
+              "conv5": ("features", 12, 15), "fc6": ("classifier", 0, 2),
+              "fc7": ("classifier", 3, 5), "fc8": ("classifier", 6, 7)},
+    "torchvision": {"conv1": ("features", 0, 3), "conv2": ("features", 3, 6),
+                    "conv3": ("features", 6, 8), "conv4": ("features", 8, 10),
+                    "conv5": ("features", 10, 13), "fc6": ("classifier", 1, 3),
+                    "fc7": ("classifier", 4, 6), "fc8": ("classifier", 6, 7)},
+}
+
+
+def cpu_name() -> str:
+    """The CPU's model and its widest vector extension (the ratios depend on both)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                  if ln.startswith("model name")), platform.machine())
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                  if ln.startswith("flags")), [])
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    cores = sum(ln.startswith("processor") for ln in info.splitlines())
+    return f"{model} ({vector}, {cores} cores)"
+
+
+def medians(pairs: dict[str, tuple[Callable, Callable]], rounds: int,
+            repeats: int) -> dict[str, tuple[float, float]]:
+    """Median ms per call of each (ftjax, torch) pair, the two alternating round by round."""
+    out = {}
+    for name, fns in pairs.items():
+        times: list[list[float]] = [[], []]
+        for fn in fns:
+            fn()  # compile / warm up
+        for _ in range(rounds):
+            for i, fn in enumerate(fns):
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    fn()
+                times[i].append(1e3 * (time.perf_counter() - start) / repeats)
+        out[name] = (float(np.median(times[0])), float(np.median(times[1])))
+    return out
+
+
+def block_pairs(variant: str, batch: int) -> dict[str, tuple[Callable, Callable]]:
+    """Per block, forward and backward closures in both frameworks on the block's input."""
+    model = AlexNet(num_classes=CLASSES, variant=variant)
+    params = layerwise.init_params(None, "scratch", CLASSES, variant, jax.random.key(0))
+    net, _ = build(variant, CLASSES)
+    net.eval()  # dropout off in both: the profile is of the arithmetic
+    size = input_size(variant)
+    act = jnp.asarray(np.random.default_rng(0).normal(size=(batch, size, size, 3)), jnp.float32)
+    pairs = {}
+    for layer in LAYERS:
+        def apply(p, a, layer=layer):
+            return model.apply({"params": {**params, layer: p}}, a, start=layer, stop=layer)
+
+        fwd = jax.jit(apply)
+        y = fwd(params[layer], act)
+        grad = jax.jit(jax.grad(lambda p, a, g, apply=apply: jnp.vdot(apply(p, a), g),
+                                argnums=(0,) if layer == "conv1" else (0, 1)))
+        g = jnp.ones_like(y)
+        seq, lo, hi = BLOCKS[variant][layer]
+        block = getattr(net, seq)[lo:hi]
+        t_in = torch.from_numpy(np.asarray(act).transpose(0, 3, 1, 2).copy()) \
+            if act.ndim == 4 and not layer.startswith("fc") else \
+            torch.from_numpy(np.asarray(act).reshape(batch, -1).copy())
+        if layer == "fc6" and variant == "torchvision":
+            t_in = torch.flatten(net.avgpool(torch.from_numpy(
+                np.asarray(act).transpose(0, 3, 1, 2).copy())), 1)
+        t_in.requires_grad_(layer != "conv1")
+        t_out = block(t_in)
+        t_g = torch.ones_like(t_out)
+
+        def t_fwd(block=block, t_in=t_in):
+            with torch.no_grad():
+                block(t_in)
+
+        def t_bwd(block=block, t_in=t_in, t_g=t_g):
+            block.zero_grad(set_to_none=True)
+            block(t_in).backward(t_g)
+
+        a_now, p_now = act, params[layer]
+        pairs[f"{layer} forward"] = (lambda f=fwd, p=p_now, a=a_now: f(p, a).block_until_ready(),
+                                     t_fwd)
+        pairs[f"{layer} backward"] = (
+            lambda f=grad, p=p_now, a=a_now, g=g: jax.block_until_ready(f(p, a, g)), t_bwd)
+        act = y
+    return pairs
+
+
+def op_pairs(variant: str, batch: int) -> dict[str, tuple[Callable, Callable]]:
+    """LRN and max pooling on conv1's output, forward and backward; the optimizer update."""
+    model = AlexNet(num_classes=CLASSES, variant=variant)
+    params = layerwise.init_params(None, "scratch", CLASSES, variant, jax.random.key(0))
+    size = input_size(variant)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(batch, size, size, 3)), jnp.float32)
+    # conv1's output before its LRN and pooling: the convolution and ReLU alone.
+    pre = jax.nn.relu(jax.jit(lambda p, a: model.apply(
+        {"params": p}, a, method=lambda m, v: m.conv1(v)))(params, x))
+    t_pre = torch.from_numpy(np.asarray(pre).transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    pairs = {}
+    ops = [("max pool", lambda v: max_pool(v, variant == "caffe"),
+            torch.nn.MaxPool2d(3, 2, ceil_mode=variant == "caffe"))]
+    if variant == "caffe":
+        ops.insert(0, ("LRN", lrn, torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)))
+    for name, fn, module in ops:
+        fwd = jax.jit(fn)
+        bwd = jax.jit(jax.grad(lambda v, fn=fn: jnp.sum(fn(v))))
+        pairs[f"{name} forward"] = (lambda f=fwd: f(pre).block_until_ready(),
+                                    lambda m=module: m(t_pre.detach()))
+        pairs[f"{name} backward"] = (lambda f=bwd: f(pre).block_until_ready(),
+                                     lambda m=module: m(t_pre).sum().backward())
+    trainable, _ = layerwise.split(params, "scratch")
+    optimizer = layerwise.make_optimizer("scratch", steps_per_epoch=1000)
+    grads = jax.tree.map(jnp.ones_like, trainable)
+    update = jax.jit(lambda p, s: _apply(optimizer, grads, p, s), donate_argnums=(0, 1))
+    state = [trainable, optimizer.init(trainable)]
+
+    def j_update():
+        state[0], state[1] = update(state[0], state[1])
+        jax.block_until_ready(state[0])
+
+    net, _ = build(variant, CLASSES)
+    for p in net.parameters():
+        p.grad = torch.ones_like(p)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    pairs["SGD update (all layers)"] = (j_update, opt.step)
+    return pairs
+
+
+def _apply(optimizer, grads, params, state):
+    updates, state = optimizer.update(grads, state, params)
+    return jax.tree.map(lambda p, u: p + u, params, updates), state
+
+
+def matmul_peak() -> tuple[float, float]:
+    """GFLOP/s of a 2048 x 2048 float32 product in each framework."""
+    a = np.random.default_rng(0).normal(size=(2048, 2048)).astype(np.float32)
+    ja, ta = jnp.asarray(a), torch.from_numpy(a)
+    dot = jax.jit(jnp.dot)
+    ms = medians({"matmul": (lambda: dot(ja, ja).block_until_ready(), lambda: ta @ ta)}, 3, 5)
+    flops = 2 * 2048**3
+    return tuple(flops / (t * 1e-3) / 1e9 for t in ms["matmul"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", default="caffe", choices=("caffe", "torchvision"))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="profile_ops.json")
+    args = parser.parse_args()
+    peak = matmul_peak()
+    print(f"{cpu_name()}; jax {jax.__version__}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads); {args.variant}, batch {args.batch}, float32")
+    print(f"matrix-product peak (2048^2): ftjax {peak[0]:.0f} GFLOP/s, PyTorch {peak[1]:.0f}")
+    print(f"{'operation':26s}{'ftjax ms':>10s}{'torch ms':>10s}{'ratio':>8s}  (torch / ftjax)")
+    rows = {}
+    for pairs in (block_pairs(args.variant, args.batch), op_pairs(args.variant, args.batch)):
+        for name, (j, t) in medians(pairs, args.rounds, args.repeats).items():
+            rows[name] = {"ftjax_ms": j, "torch_ms": t}
+            print(f"{name:26s}{j:10.2f}{t:10.2f}{t / j:8.2f}", flush=True)
+    total = {k: sum(r[f"{k}_ms"] for n, r in rows.items() if n.split()[0] in LAYERS)
+             for k in ("ftjax", "torch")}
+    print(f"{'blocks, fwd + bwd':26s}{total['ftjax']:10.1f}{total['torch']:10.1f}"
+          f"{total['torch'] / total['ftjax']:8.2f}")
+    Path(args.out).write_text(json.dumps({"cpu": cpu_name(), "variant": args.variant,
+                                          "batch": args.batch, "matmul_gflops":
+                                          {"ftjax": peak[0], "torch": peak[1]},
+                                          "ops": rows}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
