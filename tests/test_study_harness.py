@@ -76,6 +76,8 @@ def test_a_sweep_killed_part_way_continues_and_reports_the_runs_numbers(tmp_path
         assert float(row["fraction_reached"]) == results["data"]["train_fraction_reached"]
     text = (tmp_path / "report.md").read_text()
     assert "SYNTHETIC" in text and "2 of 2 runs finished" in text
+    checkpoints = tmp_path / "runs" / "scratch-f0.5-s0" / "checkpoints"
+    assert (checkpoints / "best").is_dir() and not (checkpoints / "latest").exists()
 
 
 def test_folds_pool_every_test_fold_into_one_prediction_per_configuration(tmp_path):
