@@ -43,6 +43,8 @@ class Checkpoints:
             mgr = self._managers[kind]
             try:
                 mgr.wait_until_finished()
+                if step in mgr.all_steps():  # left by a run that died and resumed from before it
+                    mgr.delete(step)
                 mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                        meta=ocp.args.JsonSave(meta)), force=True)
                 if kind == "best":
@@ -54,6 +56,16 @@ class Checkpoints:
 
     def latest_step(self, kind: str = "latest") -> int | None:
         return self._managers[kind].latest_step()
+
+    def resume(self, target: Any) -> tuple[Any, dict] | None:
+        """The newest complete training state: the latest checkpoint, or the best one when it is
+        newer (the best is written first, so a process that died writing the latest, e.g. on a
+        full disk, left its state in the best)."""
+        steps = {k: self.latest_step(k) for k in ("latest", "best")}
+        if steps["best"] is not None and (steps["latest"] is None
+                                          or steps["best"] > steps["latest"]):
+            return self.restore("best", target)
+        return self.restore("latest", target)
 
     def restore(self, kind: str, target: Any = None) -> tuple[Any, dict] | None:
         """(state, meta) of the ``kind`` checkpoint, or None if there is none. With a ``target``

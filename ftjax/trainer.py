@@ -232,7 +232,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, app: Applicatio
     ckpt = Checkpoints(workdir)
     host_state = {"params": params, "opt_state": optimizer.init(trainable)}
     meta = {"step": 0, "best_auc": -1.0, "best_epoch": -1, "bad_epochs": 0, "epoch_done": 0}
-    restored = ckpt.restore("latest", host_state)
+    restored = ckpt.resume(host_state)
     if restored is not None:
         host_state, meta = restored
         log(f"resuming from step {meta['step']} (epoch {meta['epoch_done']} done, best "

@@ -142,6 +142,35 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, mon
     assert not (tmp_path / "results.json").exists()
 
 
+def test_a_run_that_died_between_the_best_and_the_latest_resumes_from_the_best(
+        tmp_path, monkeypatch, capsys, finished_run):
+    """The disk fills after epoch 1's best checkpoint is written, before its latest: the same
+    command resumes from the best (the newer state), rewrites that step and ends as the
+    uninterrupted run does."""
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    real_save, calls = ocp.CheckpointManager.save, []
+
+    def latest_fails(self, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", latest_fails)
+    with pytest.raises(CheckpointError):
+        trainer.train_and_evaluate(_config(), tmp_path, quiet=True)
+    monkeypatch.undo()
+    assert not any((tmp_path / "checkpoints" / "latest").glob("[0-9]*"))
+    capsys.readouterr()
+    results = trainer.train_and_evaluate(_config(), tmp_path)
+    assert "resuming from step" in capsys.readouterr().out
+    assert results["best_val_auc"] == pytest.approx(finished_run[1]["best_val_auc"])
+    assert results["test"]["headline"] == pytest.approx(finished_run[1]["test"]["headline"])
+
+
 def test_stop_mid_epoch_and_resume_from_mid_epoch_checkpoint(tmp_path, finished_run):
     reference, _ = _params(finished_run[0])
     workdir = tmp_path / "mid"
