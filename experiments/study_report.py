@@ -100,6 +100,7 @@ class Points:
     high: np.ndarray
     samples: np.ndarray
     headline: int  # index of the headline point
+    band: metrics.CurveBootstrap | None = None  # the curve's pointwise band (FROC, ROC)
 
 
 # ----------------------------------------------------------------------------- shared bootstrap
@@ -114,7 +115,7 @@ def _froc_points(preds: Mapping[str, Predictions]) -> dict[str, Points]:
     names = tuple(f"sensitivity at {x:g} FP/{m.get('per', 'case')}" for x in at)
     mask = np.where(ok, 1.0, np.nan)
     return {k: Points(names, b.estimate * mask, b.low * mask, b.high * mask, b.samples * mask,
-                      at.index(float(m["at"])))
+                      at.index(float(m["at"])), b)
             for k, b in boots.items()}
 
 
@@ -131,7 +132,7 @@ def _roc_points(preds: Mapping[str, Predictions], fprs: Sequence[float]) -> dict
     for k, b in boots.items():
         auc = metrics.delong_interval(first.columns["truth"] != 0, preds[k].columns["score"])
         out[k] = Points(names, np.r_[auc.auc, b.estimate], np.r_[auc.low, b.low],
-                        np.r_[auc.high, b.high], np.c_[b.summary_samples, b.samples], 0)
+                        np.r_[auc.high, b.high], np.c_[b.summary_samples, b.samples], 0, b)
     return out
 
 
@@ -436,12 +437,9 @@ def figures(outdir: Path, kind: str, facts: Mapping[str, Any], full: Mapping[str
     out, paths = outdir / "figures", []
     first = next(iter(full.values()))
     fig = dict(facts.get("figure", {}))
+    bands = {c: points[(c, 1.0)].band for c in full if (c, 1.0) in points}  # shared resamples
     if kind == "froc":
         hits = {k: froc_hits(align(first, p)) for k, p in full.items()}
-        clusters = [str(c["cluster"]) for c in first.cases.values()]
-        bands = metrics.froc_bootstraps(hits, [float(x) for x in first.metric["operating_points"]],
-                                        clusters=clusters, n_boot=int(first.metric.get("n_boot",
-                                                                                        1000)))
         paths.append(plots.plot_froc({k: metrics.froc_from_cases(v) for k, v in hits.items()},
                                      out, bands, log_x=bool(fig.get("log_x")),
                                      x_limits=fig.get("x_limits"),
@@ -449,8 +447,6 @@ def figures(outdir: Path, kind: str, facts: Mapping[str, Any], full: Mapping[str
     elif kind == "roc":
         labels = first.columns["truth"] != 0
         scores = {k: align(first, p).columns["score"] for k, p in full.items()}
-        clusters = [str(first.cases[c]["cluster"]) for c in first.columns["case"]]
-        bands = metrics.roc_bootstraps(labels, scores, clusters=clusters)
         paths.append(plots.plot_roc({k: metrics.roc_curve(labels, s) for k, s in scores.items()},
                                     out, bands, title=title))
     else:

@@ -284,11 +284,16 @@ def _cli(module, *args):
     (["--app=fixture_app:make", "--tune_from=conv9"], "tune_from"),
     (["--app=fixture_app:make", "--train_fraction=0"], "train_fraction"),
     (["--app=fixture_app:make", "--tune_from=conv3", "--weights=random"], "weights=random"),
+    (["--app=fixture_app:make", "--folds=1"], "--folds=1"),
+    (["--app=fixture_app:make", "--folds=3", "--fold=3"], "--fold=3"),
+    (["--app=fixture_app:make", "--folds=2", "--test_data=synthetic"], "exclude each other"),
+    (["--app=pe", "--test_data=cad-pe:/no/such/dir", "--tune_from=scratch"], "/no/such/dir"),
     ([], "--app is required"),
 ])
 def test_cli_errors_are_clear(tmp_path, args, message):
     r = _cli("ftjax.train", *args, f"--workdir={tmp_path / 'w'}")
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "w").exists()
 
 
 def test_evaluate_cli_errors_are_clear(tmp_path):

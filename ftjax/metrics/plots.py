@@ -49,6 +49,18 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _finish_lines(fig: Figure, ax, out: str | Path, kind: str, xlabel: str, ylabel: str,
+                  title: str) -> Path:
+    """Labels, grid, legend and title of a line figure, written as ``kind[_title].png``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return _save(fig, _output_path(out, kind, title or ylabel))
+
+
 def _band(ax, bands: Mapping[str, CurveBootstrap] | None, name: str, color: str) -> None:
     if bands is not None and name in bands:
         b = bands[name]
@@ -162,13 +174,7 @@ def plot_training_curves(
         else:
             raise ValueError(f"series {name!r} must be 1-D or (n, 2), got shape {arr.shape}")
         ax.plot(x, y, lw=1.3, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    if title:
-        ax.set_title(title)
-    return _save(fig, _output_path(out, "training", title or ylabel))
+    return _finish_lines(fig, ax, out, "training", xlabel, ylabel, title)
 
 
 def plot_intervals(
@@ -192,10 +198,4 @@ def plot_intervals(
         err = np.abs(np.stack([arr[:, 1] - arr[:, 2], arr[:, 3] - arr[:, 1]]))
         ax.errorbar(arr[:, 0], arr[:, 1], yerr=np.nan_to_num(err), color=f"C{i % 10}",
                     marker="o", capsize=3, lw=1.3, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    if title:
-        ax.set_title(title)
-    return _save(fig, _output_path(out, "intervals", title or ylabel))
+    return _finish_lines(fig, ax, out, "intervals", xlabel, ylabel, title)
