@@ -32,6 +32,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ftjax import xla
 from ftjax.models.alexnet import POOL5, STRIDE, AlexNet, adaptive_pool_matrix
 from ftjax.models.preprocess import preprocess
 
@@ -131,7 +132,7 @@ def dense_logits(model: AlexNet, params: Any, x: jax.Array, pool5: int) -> jax.A
     return h @ k8 + b8
 
 
-@functools.partial(jax.jit, static_argnames=("model", "scale", "patch", "tile", "pool5",
+@functools.partial(xla.jit, static_argnames=("model", "scale", "patch", "tile", "pool5",
                                              "sharding"))
 def _tile_probabilities(model: AlexNet, params: Any, window: jax.Array, scale: int, patch: int,
                         tile: int, pool5: int, sharding: Any) -> jax.Array:

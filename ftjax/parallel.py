@@ -16,6 +16,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ftjax import xla
+
 Step = Callable[..., tuple[Any, Any, dict]]
 
 
@@ -59,7 +61,7 @@ class JitStrategy:
         self._replicated = NamedSharding(self.mesh, P())
         self._sharded = NamedSharding(self.mesh, P("data"))
         r, s = self._replicated, self._sharded
-        self._step = jax.jit(step, in_shardings=(r, r, r, s, r), out_shardings=(r, r, r),
+        self._step = xla.jit(step, in_shardings=(r, r, r, s, r), out_shardings=(r, r, r),
                              donate_argnums=(0, 2))
 
     def put_state(self, tree: Any) -> Any:

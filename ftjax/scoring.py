@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ftjax import xla
 from ftjax.models.alexnet import AlexNet, input_size
 from ftjax.models.preprocess import preprocess
 
@@ -48,7 +49,7 @@ def prepare(patches: jax.Array, variant: str, size: int | None = None) -> jax.Ar
     return preprocess(x, variant)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "variant", "size"))
+@functools.partial(xla.jit, static_argnames=("apply_fn", "variant", "size"))
 def _score_chunk(apply_fn: ApplyFn, variables: Any, chunk: jax.Array, variant: str,
                  size: int | None) -> jax.Array:
     def one_candidate(patches):  # [K, H, W, ch] -> [num_classes]
@@ -136,7 +137,7 @@ class Scorer:
         self.size = input_size(model.variant) if size is None else size
         self.mesh = _mesh(devices)
         self._variables = jax.device_put({"params": params}, NamedSharding(self.mesh, P()))
-        self._logits = jax.jit(model.apply)
+        self._logits = xla.jit(model.apply)
 
     @property
     def replicated_params(self) -> Any:

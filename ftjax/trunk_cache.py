@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ftjax import layerwise
+from ftjax import layerwise, xla
 from ftjax.cache import cache_dir, process_alive
 from ftjax.models import LAYERS, AlexNet
 from ftjax.models.alexnet import layer_range
@@ -60,7 +60,7 @@ class TrunkCache:
 
 @functools.lru_cache(maxsize=8)
 def _jit_head(model: AlexNet, start: str) -> Callable:
-    return jax.jit(lambda p, x: jax.nn.softmax(model.apply({"params": p}, x, start=start), -1))
+    return xla.jit(lambda p, x: jax.nn.softmax(model.apply({"params": p}, x, start=start), -1))
 
 
 @functools.lru_cache(maxsize=16)
@@ -68,7 +68,7 @@ def _jit_blocks(model: AlexNet, start: str, stop: str, prepare: Callable | None)
     def run(p: Any, x: jax.Array) -> jax.Array:
         x = prepare(x) if prepare is not None else x
         return model.apply({"params": p}, x, start=start, stop=stop).astype(np.float32)
-    return jax.jit(run)
+    return xla.jit(run)
 
 
 def level_key(model: AlexNet, params: Any, stop: str, size: int, patches: np.ndarray,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ftjax import layerwise
+from experiments.bench.machine import cpu_name
+from ftjax import layerwise, xla
 from ftjax.models.alexnet import _CONVS, LAYERS, AlexNet, input_size
 from ftjax.scoring import Scorer, prepare
 
@@ -42,17 +42,8 @@ PATCH = 32
 
 def device_info() -> dict:
     d = jax.devices()[0]
-    cpu = platform.processor() or platform.machine()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        names = [line.split(":", 1)[1].strip() for line in text.splitlines()
-                 if line.startswith("model name")]
-        cpu = (names[0] if names else cpu) + " (" + ", ".join(
-            f for f in ("avx512f", "avx2", "fma") if f" {f}" in text) + ")"
-    except OSError:
-        pass
     return {"platform": d.platform, "device_kind": d.device_kind, "devices": jax.device_count(),
-            "jax": jax.__version__, "python": sys.version.split()[0], "host_cpu": cpu}
+            "jax": jax.__version__, "python": sys.version.split()[0], "host_cpu": cpu_name()}
 
 
 def peak(kind: str) -> dict | None:
@@ -102,7 +93,7 @@ def train_rate(arch: str, tune_from: str, batch: int, steps: int, dtype: str) ->
     trainable, frozen = layerwise.split(params, tune_from)
     optimizer = layerwise.make_optimizer(tune_from, steps_per_epoch=1000)
     opt_state = optimizer.init(trainable)
-    step = jax.jit(layerwise.make_train_step(
+    step = xla.jit(layerwise.make_train_step(
         model, optimizer, prepare=lambda x: prepare(x, arch, size)), donate_argnums=(0, 2))
     rng = np.random.default_rng(0)
     data = {"inputs": jnp.asarray(rng.integers(0, 256, (batch, PATCH, PATCH, 3), np.uint8)),

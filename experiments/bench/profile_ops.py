@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,8 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from experiments.bench.bench_alexnet import jax_square, torch_square
+from experiments.bench.machine import alternating_ms, cpu_name, matmul_peak
 from experiments.torch_reference import build
-from ftjax import layerwise
+from ftjax import layerwise, xla
 from ftjax.models import LAYERS, AlexNet, input_size
 from ftjax.models.alexnet import lrn, max_pool
 
@@ -43,36 +43,13 @@ BLOCKS = {
 }
 
 
-def cpu_name() -> str:
-    """The CPU's model and its widest vector extension (the ratios depend on both)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                  if ln.startswith("model name")), platform.machine())
-    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
-                  if ln.startswith("flags")), [])
-    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    cores = sum(ln.startswith("processor") for ln in info.splitlines())
-    return f"{model} ({vector}, {cores} cores)"
-
-
 def medians(pairs: dict[str, tuple[Callable, Callable]], rounds: int,
             repeats: int) -> dict[str, tuple[float, float]]:
     """Median ms per call of each (ftjax, torch) pair, the two alternating round by round."""
     out = {}
-    for name, fns in pairs.items():
-        times: list[list[float]] = [[], []]
-        for fn in fns:
-            fn()  # compile / warm up
-        for _ in range(rounds):
-            for i, fn in enumerate(fns):
-                start = time.perf_counter()
-                for _ in range(repeats):
-                    fn()
-                times[i].append(1e3 * (time.perf_counter() - start) / repeats)
-        out[name] = (float(np.median(times[0])), float(np.median(times[1])))
+    for name, (j, t) in pairs.items():
+        ms = alternating_ms({"ftjax": j, "torch": t}, rounds, repeats)
+        out[name] = (ms["ftjax"], ms["torch"])
     return out
 
 
@@ -89,9 +66,9 @@ def block_pairs(variant: str, batch: int) -> dict[str, tuple[Callable, Callable]
         def apply(p, a, layer=layer):
             return model.apply({"params": {**params, layer: p}}, a, start=layer, stop=layer)
 
-        fwd = jax.jit(apply)
+        fwd = xla.jit(apply)
         y = fwd(params[layer], act)
-        grad = jax.jit(jax.grad(lambda p, a, g, apply=apply: jnp.vdot(apply(p, a), g),
+        grad = xla.jit(jax.grad(lambda p, a, g, apply=apply: jnp.vdot(apply(p, a), g),
                                 argnums=(0,) if layer == "conv1" else (0, 1)))
         g = jnp.ones_like(y)
         seq, lo, hi = BLOCKS[variant][layer]
@@ -130,7 +107,7 @@ def op_pairs(variant: str, batch: int) -> dict[str, tuple[Callable, Callable]]:
     size = input_size(variant)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(batch, size, size, 3)), jnp.float32)
     # conv1's output before its LRN and pooling: the convolution and ReLU alone.
-    pre = jax.nn.relu(jax.jit(lambda p, a: model.apply(
+    pre = jax.nn.relu(xla.jit(lambda p, a: model.apply(
         {"params": p}, a, method=lambda m, v: m.conv1(v)))(params, x))
     t_pre = torch.from_numpy(np.asarray(pre).transpose(0, 3, 1, 2).copy()).requires_grad_(True)
     pairs = {}
@@ -139,8 +116,8 @@ def op_pairs(variant: str, batch: int) -> dict[str, tuple[Callable, Callable]]:
     if variant == "caffe":
         ops.insert(0, ("LRN", lrn, torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)))
     for name, fn, module in ops:
-        fwd = jax.jit(fn)
-        bwd = jax.jit(jax.grad(lambda v, fn=fn: jnp.sum(fn(v))))
+        fwd = xla.jit(fn)
+        bwd = xla.jit(jax.grad(lambda v, fn=fn: jnp.sum(fn(v))))
         pairs[f"{name} forward"] = (lambda f=fwd: f(pre).block_until_ready(),
                                     lambda m=module: m(t_pre.detach()))
         pairs[f"{name} backward"] = (lambda f=bwd: f(pre).block_until_ready(),
@@ -148,7 +125,7 @@ def op_pairs(variant: str, batch: int) -> dict[str, tuple[Callable, Callable]]:
     trainable, _ = layerwise.split(params, "scratch")
     optimizer = layerwise.make_optimizer("scratch", steps_per_epoch=1000)
     grads = jax.tree.map(jnp.ones_like, trainable)
-    update = jax.jit(lambda p, s: _apply(optimizer, grads, p, s), donate_argnums=(0, 1))
+    update = xla.jit(lambda p, s: _apply(optimizer, grads, p, s), donate_argnums=(0, 1))
     state = [trainable, optimizer.init(trainable)]
 
     def j_update():
@@ -168,16 +145,6 @@ def _apply(optimizer, grads, params, state):
     return jax.tree.map(lambda p, u: p + u, params, updates), state
 
 
-def matmul_peak() -> tuple[float, float]:
-    """GFLOP/s of a 2048 x 2048 float32 product in each framework."""
-    a = np.random.default_rng(0).normal(size=(2048, 2048)).astype(np.float32)
-    ja, ta = jnp.asarray(a), torch.from_numpy(a)
-    dot = jax.jit(jnp.dot)
-    ms = medians({"matmul": (lambda: dot(ja, ja).block_until_ready(), lambda: ta @ ta)}, 3, 5)
-    flops = 2 * 2048**3
-    return tuple(flops / (t * 1e-3) / 1e9 for t in ms["matmul"])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", default="caffe", choices=("caffe", "torchvision"))
@@ -186,10 +153,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="profile_ops.json")
     args = parser.parse_args()
-    peak = matmul_peak()
+    peak = matmul_peak({"ftjax": jax_square, "torch": torch_square})
     print(f"{cpu_name()}; jax {jax.__version__}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); {args.variant}, batch {args.batch}, float32")
-    print(f"matrix-product peak (2048^2): ftjax {peak[0]:.0f} GFLOP/s, PyTorch {peak[1]:.0f}")
+    print(f"matrix-product peak: ftjax {peak['ftjax']:.0f} GFLOP/s, PyTorch {peak['torch']:.0f}")
     print(f"{'operation':26s}{'ftjax ms':>10s}{'torch ms':>10s}{'ratio':>8s}  (torch / ftjax)")
     rows = {}
     for pairs in (block_pairs(args.variant, args.batch), op_pairs(args.variant, args.batch)):
@@ -201,8 +168,7 @@ def main() -> None:
     print(f"{'blocks, fwd + bwd':26s}{total['ftjax']:10.1f}{total['torch']:10.1f}"
           f"{total['torch'] / total['ftjax']:8.2f}")
     Path(args.out).write_text(json.dumps({"cpu": cpu_name(), "variant": args.variant,
-                                          "batch": args.batch, "matmul_gflops":
-                                          {"ftjax": peak[0], "torch": peak[1]},
+                                          "batch": args.batch, "matmul_gflops": peak,
                                           "ops": rows}, indent=1))
     print(f"wrote {args.out}")
 
