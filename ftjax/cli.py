@@ -60,8 +60,11 @@ def one_line(error: BaseException) -> str:
 
 
 def run(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None,
-        errors: tuple[type[BaseException], ...] = ERRORS) -> int:
+        errors: tuple[type[BaseException], ...] = ERRORS, retain_memory: bool = False) -> int:
     """Parse the flags and run ``main(remaining_argv)``; returns the exit status.
+
+    ``retain_memory``: first set the process's host memory policy for XLA:CPU
+    (:func:`ftjax.xla.retain_host_memory`), as the commands that run the network do.
 
     A flag that does not parse, an argument ``main`` rejects (it raises ``ValueError``) and any
     of ``errors`` become ``error: <one line>`` on stderr and status 1 (``--verbose``: the
@@ -76,6 +79,10 @@ def run(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None 
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
     try:
+        if retain_memory:
+            from ftjax import xla  # noqa: PLC0415 (imports jax: not for --help)
+
+            xla.retain_host_memory()
         return int(main(rest) or 0)
     except errors as e:
         if flags.FLAGS.verbose:

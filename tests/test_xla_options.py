@@ -1,8 +1,10 @@
 """``ftjax.xla``: the CPU compiler options (convolutions kept from YNNPACK) give XLA's default
-results, are chosen per backend and by ``FTJAX_CPU_LIBRARY``, and are looked up lazily."""
+results, are chosen per backend and by ``FTJAX_CPU_LIBRARY``, and are looked up lazily; the host
+memory policy stops XLA:CPU from page-faulting its buffers afresh at every call."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -83,3 +85,46 @@ def test_importing_ftjax_starts_no_backend():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# A jitted call whose 32 MB output is new memory each time: its minor page faults per call.
+_FAULTS = """
+import resource, sys
+from ftjax import xla
+print(xla.retain_host_memory() if sys.argv[1] == "retain" else "not called")
+import jax, jax.numpy as jnp
+add = jax.jit(lambda x: x + 1.0)
+x = jnp.ones((8, 1024, 1024))
+for _ in range(20):  # until the heap holds what a call needs
+    add(x).block_until_ready()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    add(x).block_until_ready()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+"""
+
+
+def _python(code: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **env})
+
+
+def _faults(mode: str, **env: str) -> tuple[str, float]:
+    done = _python(_FAULTS, mode, **env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    called, faults = done.stdout.split()[-2:]
+    return called, float(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc policy")
+def test_retained_host_memory_is_not_faulted_again():
+    """With glibc's defaults every call maps its output afresh (8192 4-KiB pages of faults);
+    retained, the pages of earlier calls are reused. ``FTJAX_MALLOC=system`` keeps glibc's."""
+    _, default = _faults("not called")
+    assert default > 4000
+    called, retained = _faults("retain")
+    assert called == "True" and retained < default / 20
+    called, system = _faults("retain", FTJAX_MALLOC="system")
+    assert called == "False" and system > 4000
+    done = _python("from ftjax import xla; xla.retain_host_memory()", FTJAX_MALLOC="jemalloc")
+    assert "FTJAX_MALLOC='jemalloc'" in done.stderr

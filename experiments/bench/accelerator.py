@@ -176,6 +176,7 @@ def main() -> None:
                         help="also time a cached patch data set on disk (a folder under "
                         "$FTJAX_CACHE/datasets/APP/) through the real reader")
     args = parser.parse_args()
+    xla.retain_host_memory()
     depths = [d for d in args.depths.split(",") if d]
     unknown = sorted(set(depths) - set(LAYERS) - {"scratch"})
     if unknown:

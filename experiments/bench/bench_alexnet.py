@@ -49,8 +49,8 @@ def _inputs(variant: str, batch: int) -> tuple[np.ndarray, np.ndarray]:
     return x, np.arange(batch) % CLASSES
 
 
-def jax_train(variant: str, batch: int, tune_from: str):
-    """One ftjax training step closure (jitted as the trainer does, buffers donated)."""
+def jax_step(variant: str, batch: int, tune_from: str) -> tuple[object, tuple]:
+    """The trainer's jitted step (buffers donated) and its arguments on a random batch."""
     x, y = _inputs(variant, batch)
     model = AlexNet(num_classes=CLASSES, variant=variant)
     key = jax.random.key(0)
@@ -61,7 +61,13 @@ def jax_train(variant: str, batch: int, tune_from: str):
     optimizer = layerwise.make_optimizer(tune_from, steps_per_epoch=1000)
     step = xla.jit(layerwise.make_train_step(model, optimizer), donate_argnums=(0, 2))
     batch_ = {"inputs": jnp.asarray(x), "labels": jnp.asarray(y)}
-    state = [trainable, optimizer.init(trainable)]
+    return step, (trainable, frozen, optimizer.init(trainable), batch_, key)
+
+
+def jax_train(variant: str, batch: int, tune_from: str):
+    """One ftjax training step closure, the state carried from call to call."""
+    step, (trainable, frozen, opt_state, batch_, key) = jax_step(variant, batch, tune_from)
+    state = [trainable, opt_state]
 
     def run():
         state[0], state[1], _ = step(state[0], frozen, state[1], batch_, key)
@@ -158,6 +164,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench_alexnet.json"),
                     help="JSON file for the figures")
     a = ap.parse_args()
+    retained = xla.retain_host_memory()  # as ftjax's command lines do; PyTorch gains from it too
     depths = layerwise.TUNE_FROM if a.tune_from == "all" else tuple(a.tune_from.split(","))
     unknown = sorted(set(depths) - set(layerwise.TUNE_FROM))
     if unknown:
@@ -166,13 +173,14 @@ def main() -> None:
     machine = max(peak.values())
     options = xla.compiler_options(jax.default_backend())
     print(f"{cpu_name()}; jax {jax.__version__} ({jax.default_backend()}, compiler options "
-          f"{options}), torch {torch.__version__} ({torch.get_num_threads()} threads)")
+          f"{options}), torch {torch.__version__} ({torch.get_num_threads()} threads); host "
+          f"memory {'retained' if retained else 'glibc default'} ({xla.MALLOC_ENV})")
     print(f"matrix-product peak: ftjax {peak['ftjax']:.0f} GFLOP/s, PyTorch {peak['torch']:.0f}; "
           f"machine {machine:.0f}")
     print(f"{a.variant}, float32, batch {a.batch}, {a.rounds} rounds x {a.steps} calls (medians); "
-          f"of peak = GFLOP/s over {machine:.0f}")
+          f"images/s; of peak = GFLOP/s over {machine:.0f}")
     print(f"{'':14s}{'ftjax':>9s}{'pytorch':>9s}{'ratio':>7s}{'goal':>6s}  "
-          f"{'ftjax of peak':>13s}{'torch of peak':>14s}   images/s")
+          f"{'ftjax of peak':>13s}{'torch of peak':>14s}  verdict")
     per_layer = forward_flops(a.variant, input_size(a.variant))
     rows = {}
 
@@ -202,6 +210,7 @@ def main() -> None:
     a.out.write_text(json.dumps({
         "cpu": cpu_name(), "jax": jax.__version__, "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(), "compiler_options": options,
+        "host_memory_retained": retained,
         "variant": a.variant, "batch": a.batch, "rounds": a.rounds, "steps": a.steps,
         "matmul_peak_gflops": peak, "rows": rows}, indent=1))
     print(f"wrote {a.out}")

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from experiments.bench.machine import cpu_name
+from ftjax import xla
 from ftjax.apps import make_app
 from ftjax.dense import probability_map
 from ftjax.metrics import boundary_errors
@@ -26,23 +27,12 @@ from ftjax.scoring import Scorer
 from ftjax.trainer import best_checkpoint
 
 
-def cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                flags = Path("/proc/cpuinfo").read_text()
-                ext = [f for f in ("avx512f", "avx2", "fma") if f" {f}" in flags]
-                return f"{line.split(':', 1)[1].strip()} ({', '.join(ext)})"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="a trained cimt run")
     parser.add_argument("--images", type=int, default=2, help="test images to segment")
     args = parser.parse_args()
+    xla.retain_host_memory()
     config, params, _ = best_checkpoint(args.workdir)
     app = make_app(config.app, config.data, config.preset, config.data_seed,
                    config.val_fraction, config.app_options)
@@ -50,7 +40,7 @@ def main() -> None:
     scorer = Scorer(AlexNet(num_classes=3, variant=config.arch), params,
                     size=config.network_input_size, chunk=config.eval_chunk)
     images = [im for c in app.cases("test") for im in app.images.images(c)][:args.images]
-    out: dict = {"cpu": cpu(), "workdir": str(args.workdir), "arch": config.arch,
+    out: dict = {"cpu": cpu_name(), "workdir": str(args.workdir), "arch": config.arch,
                  "input_size": config.network_input_size,
                  "patch": app.settings.patch_size, "methods": {}}
     maps = {}

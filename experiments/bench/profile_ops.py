@@ -1,6 +1,7 @@
 """Where a training step's time goes, ftjax against PyTorch, operation by operation.
 
     python -m experiments.bench.profile_ops [--variant=caffe] [--batch=32] [--out=ops.json]
+    python -m experiments.bench.profile_ops --step=conv1   # inside ftjax's training step
 
 For every block of the network (conv1 .. fc8, each with its ReLU, LRN and pooling), its forward
 and its backward (the gradients of its parameters and, above conv1, of its input), in each
@@ -8,12 +9,25 @@ framework on the same shapes; then LRN and max pooling alone (conv1's output), t
 optimizer update of all parameters (Caffe's SGD: ftjax's optax chain against torch.optim.SGD),
 and the machine's matrix-product peak in both (a 2048 x 2048 float32 product). Calls alternate
 between the frameworks over rounds and medians are reported, in milliseconds. Prints the CPU.
+
+``--step=DEPTH`` instead traces ftjax's whole training step at that depth (``jax.profiler``,
+XLA:CPU's per-operation trace events) and attributes each operation's time to its pass, layer
+and operation from the compiled program's metadata: XLA fuses across the blocks, so an operation
+can cost more (or less) inside the step than alone. XLA's convolutions and a few other library
+calls emit no events: their time is the step's wall time less the traced time. The step runs
+under glibc's default memory policy here (see ``main``), so it is slower than in training.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import gzip
 import json
+import os
+import re
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from experiments.bench.bench_alexnet import jax_square, torch_square
+from experiments.bench.bench_alexnet import jax_square, jax_step, torch_square
 from experiments.bench.machine import alternating_ms, cpu_name, matmul_peak
 from experiments.torch_reference import build
 from ftjax import layerwise, xla
@@ -145,6 +159,60 @@ def _apply(optimizer, grads, params, state):
     return jax.tree.map(lambda p, u: p + u, params, updates), state
 
 
+def step_profile(variant: str, batch: int, tune_from: str, calls: int = 3) -> dict:
+    """ms per step of ftjax's training step: its wall time, and the traced time of its operations
+    by (pass, layer, operation) and by single operation. Needs ``--xla_cpu_enable_xprof_traceme``
+    in ``XLA_FLAGS`` before jax starts."""
+    step, (trainable, frozen, opt_state, data, key) = jax_step(variant, batch, tune_from)
+    ops = {}  # instruction name -> (pass, layer, operation) from its op_name metadata
+    program = step.lower(trainable, frozen, opt_state, data, key).compile().as_text()
+    for line in program.splitlines():
+        name = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = ", line)
+        meta = re.search(r'op_name="([^"]*)"', line)
+        if name:
+            path = meta.group(1).split("/") if meta else []
+            layer = next((p for p in path if p in LAYERS), "-")
+            kind = "backward" if any(p.startswith("transpose(") for p in path) else \
+                "forward" if layer != "-" else "update"
+            op = re.sub(r"\[.*", "", path[-1]) if path else name.group(1)
+            ops[name.group(1)] = (kind, layer, op)
+    state = [trainable, opt_state]
+
+    def run():
+        state[0], state[1], _ = step(state[0], frozen, state[1], data, key)
+        jax.block_until_ready(state[0])
+
+    run(), run()
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            start = time.perf_counter()
+            for _ in range(calls):
+                run()
+            wall = (time.perf_counter() - start) * 1e3 / calls
+        trace = json.loads(gzip.decompress(next(Path(tmp).rglob("perfetto_trace.json.gz"))
+                                           .read_bytes()))
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    by_group, by_op = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and e.get("name") in ops:
+            by_group[ops[e["name"]]] += e["dur"] / 1e3 / calls
+            by_op[(e["name"], *ops[e["name"]])] += e["dur"] / 1e3 / calls
+    return {"wall_ms": wall, "traced_ms": sum(by_group.values()),
+            "groups": [[*k, v] for k, v in by_group.most_common()],
+            "operations": [[*k, v] for k, v in by_op.most_common()]}
+
+
+def print_step_profile(tune_from: str, profile: dict, top: int = 25) -> None:
+    print(f"ftjax training step, tune_from={tune_from}: {profile['wall_ms']:.1f} ms, of which "
+          f"{profile['traced_ms']:.1f} traced (the rest: XLA's convolutions, library calls)")
+    print(f"{'ms':>8}  {'pass':9s}{'layer':7s}operation")
+    for kind, layer, op, ms in profile["groups"][:top]:
+        print(f"{ms:8.2f}  {kind:9s}{layer:7s}{op}")
+    print(f"largest single operations:\n{'ms':>8}  {'instruction':34s}{'pass':9s}{'layer':7s}op")
+    for name, kind, layer, op, ms in profile["operations"][:top]:
+        print(f"{ms:8.2f}  {name:34s}{kind:9s}{layer:7s}{op}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", default="caffe", choices=("caffe", "torchvision"))
@@ -152,11 +220,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="profile_ops.json")
+    parser.add_argument("--step", choices=layerwise.TUNE_FROM, default=None,
+                        help="trace ftjax's training step at this depth instead")
     args = parser.parse_args()
+    if args.step:  # XLA:CPU's trace events, read when jax starts its backend (below)
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_cpu_enable_xprof_traceme=true").strip()
+    # A trace allocates an event per operation from every thread: the single arena of the
+    # retained policy serializes them (a conv1 step traced 660 ms instead of 580), so a step is
+    # traced under glibc's own policy, page faults included.
+    retained = False if args.step else xla.retain_host_memory()
     peak = matmul_peak({"ftjax": jax_square, "torch": torch_square})
     print(f"{cpu_name()}; jax {jax.__version__}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); {args.variant}, batch {args.batch}, float32")
+          f"({torch.get_num_threads()} threads); {args.variant}, batch {args.batch}, float32; "
+          f"compiler options {xla.compiler_options(jax.default_backend())}, host memory "
+          f"{'retained' if retained else 'glibc default'}")
     print(f"matrix-product peak: ftjax {peak['ftjax']:.0f} GFLOP/s, PyTorch {peak['torch']:.0f}")
+    if args.step:
+        profile = step_profile(args.variant, args.batch, args.step)
+        print_step_profile(args.step, profile)
+        Path(args.out).write_text(json.dumps({"cpu": cpu_name(), "variant": args.variant,
+                                              "batch": args.batch, "tune_from": args.step,
+                                              **profile}, indent=1))
+        print(f"wrote {args.out}")
+        return
     print(f"{'operation':26s}{'ftjax ms':>10s}{'torch ms':>10s}{'ratio':>8s}  (torch / ftjax)")
     rows = {}
     for pairs in (block_pairs(args.variant, args.batch), op_pairs(args.variant, args.batch)):

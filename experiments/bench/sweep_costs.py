@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,8 +27,9 @@ import numpy as np
 import optax
 
 from experiments.bench.accelerator import forward_flops, step_flops
+from experiments.bench.machine import cpu_name
 from experiments.layerwise import CONFIGS
-from ftjax import layerwise
+from ftjax import layerwise, xla
 from ftjax.models.alexnet import LAYERS, AlexNet
 
 SHALLOW = ("fc8", "fc7", "fc6")
@@ -74,11 +74,11 @@ def step_parts(arch: str, size: int, tune_from: str, batch: int, repeats: int = 
     rng = np.random.default_rng(0)
     data = {"inputs": rng.normal(size=(batch, *shape[1:])).astype(np.float32),
             "labels": rng.integers(0, 2, batch).astype(np.int32)}
-    grad_fn = jax.jit(jax.value_and_grad(layerwise.make_loss_fn(model, start=start),
+    grad_fn = xla.jit(jax.value_and_grad(layerwise.make_loss_fn(model, start=start),
                                          has_aux=True))
     grads = grad_fn(trainable, frozen, data, jax.random.key(1))[1]
-    update = jax.jit(lambda g, s, p: optax.apply_updates(p, optimizer.update(g, s, p)[0]))
-    full = jax.jit(layerwise.make_train_step(model, optimizer, start=start))
+    update = xla.jit(lambda g, s, p: optax.apply_updates(p, optimizer.update(g, s, p)[0]))
+    full = xla.jit(layerwise.make_train_step(model, optimizer, start=start))
     key = jax.random.key(1)
     size_bytes = sum(x.size * 4 for x in jax.tree.leaves(trainable))
     t_update = _timed(update, (grads, opt_state, trainable), repeats)
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = cfg["input_size"] or (227 if cfg["arch"] == "caffe" else 224)
     conv1 = _last_epoch(runs["conv1"][0])
     print(f"{args.outdir}: {cfg['app']}, {cfg['arch']} at {size} px, batch {cfg['batch_size']}; "
-          f"{platform.processor() or platform.machine()}")
+          f"{cpu_name()}")
     print(f"{'config':8} {'epoch s':>8} {'x conv1':>8} {'FLOP share':>10} {'goal':>6} "
           f"{'trunk s':>8} {'valid s':>8} {'test s':>7} {'total s':>8}")
     rows, shallow = [], 0.0

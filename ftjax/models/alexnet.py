@@ -301,7 +301,8 @@ class AlexNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False, start: str = "conv1",
                  stop: str = "fc8") -> jax.Array:
         for layer in layer_range(start, stop):
-            x = self.block(layer, x, train)
+            with jax.named_scope(layer):  # profiles name each operation's layer
+                x = self.block(layer, x, train)
         return x
 
     def feature_map(self, x: jax.Array) -> jax.Array:
