@@ -172,8 +172,9 @@ def step_profile(variant: str, batch: int, tune_from: str, calls: int = 3) -> di
         if name:
             path = meta.group(1).split("/") if meta else []
             layer = next((p for p in path if p in LAYERS), "-")
+            # no metadata: layout copies XLA added (mostly for the convolutions' gradients)
             kind = "backward" if any(p.startswith("transpose(") for p in path) else \
-                "forward" if layer != "-" else "update"
+                "forward" if layer != "-" else "update" if path else "layout"
             op = re.sub(r"\[.*", "", path[-1]) if path else name.group(1)
             ops[name.group(1)] = (kind, layer, op)
     state = [trainable, opt_state]
