@@ -21,7 +21,6 @@ jax starts, keeps freed memory in the process instead.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import sys
@@ -113,9 +112,8 @@ def retain_host_memory() -> bool:
         raise ValueError(f"{MALLOC_ENV}={choice!r}: expected 'retain' or 'system'")
     if choice == "system" or not sys.platform.startswith("linux"):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries: no mallopt
+    try:  # the C library already loaded into the process (no search for its file)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # a C library without mallopt
         return False
     return all(mallopt(param, value) == 1 for param, value in _RETAIN)

@@ -126,5 +126,9 @@ def test_retained_host_memory_is_not_faulted_again():
     assert called == "True" and retained < default / 20
     called, system = _faults("retain", FTJAX_MALLOC="system")
     assert called == "False" and system > 4000
-    done = _python("from ftjax import xla; xla.retain_host_memory()", FTJAX_MALLOC="jemalloc")
-    assert "FTJAX_MALLOC='jemalloc'" in done.stderr
+    # the command lines set it first: a bad value is their one-line error
+    done = subprocess.run([sys.executable, "-m", "ftjax.evaluate"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "FTJAX_MALLOC": "jemalloc"})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: FTJAX_MALLOC='jemalloc': expected 'retain' or 'system'"]

@@ -183,7 +183,8 @@ def step_profile(variant: str, batch: int, tune_from: str, calls: int = 3) -> di
         state[0], state[1], _ = step(state[0], frozen, state[1], data, key)
         jax.block_until_ready(state[0])
 
-    run(), run()
+    for _ in range(2):  # compile, then one step with warm buffers
+        run()
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp, create_perfetto_trace=True):
             start = time.perf_counter()
@@ -231,12 +232,10 @@ def main() -> None:
     # retained policy serializes them (a conv1 step traced 660 ms instead of 580), so a step is
     # traced under glibc's own policy, page faults included.
     retained = False if args.step else xla.retain_host_memory()
-    peak = matmul_peak({"ftjax": jax_square, "torch": torch_square})
     print(f"{cpu_name()}; jax {jax.__version__}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); {args.variant}, batch {args.batch}, float32; "
           f"compiler options {xla.compiler_options(jax.default_backend())}, host memory "
           f"{'retained' if retained else 'glibc default'}")
-    print(f"matrix-product peak: ftjax {peak['ftjax']:.0f} GFLOP/s, PyTorch {peak['torch']:.0f}")
     if args.step:
         profile = step_profile(args.variant, args.batch, args.step)
         print_step_profile(args.step, profile)
@@ -245,6 +244,8 @@ def main() -> None:
                                               **profile}, indent=1))
         print(f"wrote {args.out}")
         return
+    peak = matmul_peak({"ftjax": jax_square, "torch": torch_square})
+    print(f"matrix-product peak: ftjax {peak['ftjax']:.0f} GFLOP/s, PyTorch {peak['torch']:.0f}")
     print(f"{'operation':26s}{'ftjax ms':>10s}{'torch ms':>10s}{'ratio':>8s}  (torch / ftjax)")
     rows = {}
     for pairs in (block_pairs(args.variant, args.batch), op_pairs(args.variant, args.batch)):
