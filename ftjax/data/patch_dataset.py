@@ -24,7 +24,9 @@ only when complete, so a failure (a corrupt input file, an interrupt) leaves no 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -418,6 +420,29 @@ def build_or_load(spec: DatasetSpec, producer: PatchProducer, log: Log | None = 
 
 
 # ------------------------------------------------------------------------------- reading
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Any failure to read a data set's files (a truncated copy, a full disk, flipped bytes, a
+    hand-edited JSON: array_record, protobuf, TFDS and numpy each raise their own) as one
+    DatasetError naming the data set."""
+    try:
+        yield
+    except DatasetError:
+        raise
+    except Exception as e:  # noqa: BLE001 (whatever the libraries raise, the data set is unreadable)
+        raise DatasetError(f"{path}: damaged data set ({type(e).__name__}: "
+                           f"{' '.join(str(e).split())[:200]}); delete it to regenerate") from e
+
+
+def _reading(method: Callable) -> Callable:
+    """A method of an object with a ``path`` that reads the data set at that path."""
+    @functools.wraps(method)
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        with _readable(self.path):
+            return method(self, *args, **kwargs)
+    return read
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingRecords:
     """The train split in memory (patches are small; random access must be fast)."""
@@ -445,10 +470,12 @@ class StoredCandidates:
     labels: np.ndarray
     patch_shape: tuple[int, ...]
     augmentations: np.ndarray | None = None
+    path: Path = Path()  # the data set, named when its records are damaged
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    @_reading
     def patches(self, index: np.ndarray) -> np.ndarray:
         rows = self.rows[np.asarray(index, dtype=np.int64)]
         if not len(rows):
@@ -466,14 +493,15 @@ class PatchDataset:
         meta = self.path / META
         if not meta.is_file():
             raise DatasetError(f"{meta}: missing; {self.path} is not a complete data set")
-        self.meta = json.loads(meta.read_text())
-        spec = self.meta["spec"]
-        self.patch_shape = tuple(spec["patch_shape"])
-        self.patches_per_candidate = int(spec["patches_per_candidate"])
-        stored = spec.get("candidate_augmentations")
-        self.stored_augmentations = tuple(range(self.patches_per_candidate)) if stored is None \
-            else tuple(stored)
-        self.info_fields = {n: (tuple(s), d) for n, (s, d) in spec["info_fields"].items()}
+        with _readable(self.path):
+            self.meta = json.loads(meta.read_text())
+            spec = self.meta["spec"]
+            self.patch_shape = tuple(spec["patch_shape"])
+            self.patches_per_candidate = int(spec["patches_per_candidate"])
+            stored = spec.get("candidate_augmentations")
+            self.stored_augmentations = tuple(range(self.patches_per_candidate)) \
+                if stored is None else tuple(stored)
+            self.info_fields = {n: (tuple(s), d) for n, (s, d) in spec["info_fields"].items()}
         self._builders: dict[str, Any] = {}
 
     def _source(self, split: str) -> Any:
@@ -488,6 +516,7 @@ class PatchDataset:
             for record in source.__getitems__(list(range(lo, min(len(source), lo + _READ_CHUNK)))):
                 yield {k: record[k] for k in keys}
 
+    @_reading
     def training(self) -> TrainingRecords:
         """Every training patch, read into memory once."""
         keys = ("patch", "label", "case", "candidate", "augmentation")
@@ -503,6 +532,7 @@ class PatchDataset:
             np.array([r["candidate"] for r in rows], np.int32),
             np.array([r["augmentation"] for r in rows], np.int32))
 
+    @_reading
     def index(self, split: str) -> dict[str, np.ndarray]:
         """Per record of the ``validation`` or ``test`` split: label, case, candidate and the
         info fields (no patches)."""
@@ -515,6 +545,7 @@ class PatchDataset:
             index[name] = np.array([r[name] for r in rows], dtype).reshape(len(rows), *shape)
         return index
 
+    @_reading
     def candidates(self, split: str, rows: np.ndarray, labels: np.ndarray,
                    augmentations: Sequence[int] | None = None) -> StoredCandidates:
         """Lazy access to the records ``rows`` (indices into ``index(split)``) of a candidate
@@ -532,4 +563,4 @@ class PatchDataset:
             if tuple(augmentations) != stored:
                 augs = np.array([stored.index(a) for a in augmentations], np.int64)
         return StoredCandidates(source, np.asarray(rows, np.int64), np.asarray(labels),
-                                (len(stored), *self.patch_shape), augs)
+                                (len(stored), *self.patch_shape), augs, self.path)
