@@ -96,8 +96,11 @@ def test_sigterm_saves_at_the_next_step_and_the_same_command_resumes(tmp_path, f
     exits (status 143, one line); the same command then ends where an uninterrupted run ends."""
     reference, _ = _params(finished_run[0])
     workdir = tmp_path / "preempted"
+    # A checkpoint at every step (bookkeeping: the result is the same) so that the signal, sent
+    # once the first one exists, finds most of the 12 steps still to run however fast they are.
     argv = [sys.executable, "-m", "ftjax.train", "--app=fixture_app:make",
-            *(f"--{k}={v}" for k, v in BASE.items()), f"--workdir={workdir}"]
+            *(f"--{k}={v}" for k, v in BASE.items()), "--checkpoint_every=1",
+            f"--workdir={workdir}"]
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
